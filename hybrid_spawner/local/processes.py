@@ -1,0 +1,150 @@
+"""Start, watch and stop local helper processes (used by the demo and the tests).
+
+Every process gets its own process group so that stopping it also stops what it started,
+and its output goes to a log file so that a failing start can say why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now (the OS picks it)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ProcessFailed(RuntimeError):
+    """A helper process exited or never became ready; the message carries its log tail."""
+
+
+class ManagedProcess:
+    """A child process with a log file, a readiness check and a clean stop.
+
+    ``ready`` is a callable returning True once the process serves; ``start()`` waits for
+    it and raises :class:`ProcessFailed` with the end of the log if the process dies first.
+    """
+
+    def __init__(self, name, argv, *, log_dir, env=None, cwd=None, ready=None, ready_timeout=60.0):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.env = env
+        self.cwd = cwd
+        self.ready = ready
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        log.close()
+        if self.ready is not None:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ProcessFailed(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(Exception):
+                if self.ready():
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise ProcessFailed(f"{self.name} not ready after {self.ready_timeout:.0f}s:\n{self.log_tail()}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL what is left after ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def http_ok(url: str, timeout: float = 1.0, accept=(200,)):
+    """A readiness check: True once GET ``url`` answers with a status in ``accept``."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status in accept
+        except urllib.error.HTTPError as e:
+            return e.code in accept
+        except OSError:
+            return False
+
+    return check
+
+
+def tcp_open(host: str, port: int):
+    """A readiness check: True once something accepts TCP connections on host:port."""
+    return lambda: port_open(host, port)
+
+
+def venv_bin_dir() -> Path:
+    """The directory of the running interpreter's scripts (jupyterhub, moto_server, weed ...)."""
+    import sys
+
+    return Path(sys.executable).parent
+
+
+def child_env(extra: dict | None = None) -> dict:
+    """The current environment with this interpreter's bin directory first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{venv_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra or {})
+    return env

@@ -1,0 +1,10 @@
+"""Single-user side (S3 sync, publish client) and the public host's publisher service."""
+
+from hybrid_spawner._version import __version__
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "voila_publisher.extension"}]
+
+
+__all__ = ["__version__", "_jupyter_server_extension_points"]
