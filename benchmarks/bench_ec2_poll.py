@@ -50,7 +50,8 @@ c.JupyterHub.log_level = "DEBUG"
 REFRESH = re.compile(r"EC2StatusCache: refreshed (\d+) nodes in ([\d.]+)s with (\d+) API call")
 
 
-def spawn_all(hub: LocalHub, users: list[str], batch: int = 20) -> None:
+def spawn_all(hub: LocalHub, users: list[str], batch: int = 5) -> None:
+    # moto server is not safe under many concurrent RunInstances; a real region is.
     def one(user):
         hub.spawn(user)
         hub.wait_ready(user, timeout=300)
