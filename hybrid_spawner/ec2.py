@@ -172,7 +172,7 @@ class EC2Spawner(RemoteSpawner):
     def status_cache(self) -> EC2StatusCache:
         return EC2StatusCache.shared(
             (self.region, self.endpoint_url, self.hub_id),
-            lambda: self._client("ec2"),
+            functools.partial(aws_client, "ec2", self.region, self.endpoint_url, self.client_customizer),
             self.hub_id,
             self.status_refresh_interval,
         )
