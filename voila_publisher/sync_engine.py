@@ -120,13 +120,18 @@ class SyncEngine:
         job.finish(f"{what} stopped: {error.message}", failed=True, reason=error.reason)
         return job
 
+    def _interrupted(self, job: Job, what: str) -> Job:
+        left = job.files_total - job.files_done
+        job.finish(f"{what} interrupted with {left} files left for the next {what}", failed=True, reason="interrupted")
+        return job
+
     # -- sync (local -> bucket) -------------------------------------------------------------------
 
     def sync(self, job: Job, paths: list[str] | None = None, delete: bool = False) -> Job:
         """Upload what changed. Raises PathOutsideRoot before doing anything for a bad path."""
         selection = resolve_selection(self.root, paths)
         manifest = Manifest.load(self.manifest_file)
-        cancel = threading.Event()
+        cancel = job.cancel_event
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync")
         self._parts = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync-part")
         try:
@@ -162,11 +167,13 @@ class SyncEngine:
             fatal = self._run_transfers(
                 job, pool, plan.transfer, lambda p: self._upload(job, p, local.files[p].size, manifest), manifest, cancel
             )
-            if fatal is None and plan.delete:
+            if fatal is None and not cancel.is_set() and plan.delete:
                 job.update(message=f"deleting {len(plan.delete)} remote files")
                 fatal = self._run_transfers(job, pool, plan.delete, lambda p: self._delete(job, p, manifest), manifest, cancel)
             if fatal is not None:
                 return self._fail(job, fatal, "sync")
+            if cancel.is_set():
+                return self._interrupted(job, "sync")
             if delete and local.errors:
                 job.error("", "some local files could not be read, so no remote file was deleted")
             job.finish(self._summary(job, "uploaded"))
@@ -238,7 +245,7 @@ class SyncEngine:
         """Download the bucket's files; a local file that would be lost is reported as a conflict."""
         selection = resolve_selection(self.root, paths)
         manifest = Manifest.load(self.manifest_file)
-        cancel = threading.Event()
+        cancel = job.cancel_event
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-restore")
         try:
             try:
@@ -270,6 +277,8 @@ class SyncEngine:
             )
             if fatal is not None:
                 return self._fail(job, fatal, "restore")
+            if cancel.is_set():
+                return self._interrupted(job, "restore")
             job.finish(self._summary(job, "downloaded"))
             return job
         finally:

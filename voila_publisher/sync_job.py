@@ -35,6 +35,8 @@ class Job:
         self.reason: str | None = None  # short code of a fatal error
         self._lock = threading.Lock()
         self._done = threading.Event()
+        # Set to stop starting new transfers (server shutdown); transfers in flight complete.
+        self.cancel_event = threading.Event()
 
     def update(self, **changes) -> None:
         with self._lock:
@@ -58,6 +60,9 @@ class Job:
             self.reason = reason
             self.finished = _now()
         self._done.set()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
 
     @property
     def running(self) -> bool:
