@@ -44,15 +44,21 @@ def test_listing_never_follows_a_symlink_out_of_the_root(tmp_path):
     assert sorted(listing.files) == ["alias.txt", "inside.txt"]
 
 
-def test_listing_reports_unreadable_directories(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every directory")
+def test_listing_reports_unreadable_directories(tmp_path, monkeypatch):
+    # Tests run as root, which reads every directory: make one unreadable the way EACCES looks.
     write(tmp_path / "locked" / "x")
-    os.chmod(tmp_path / "locked", 0)
-    try:
-        assert [p for p, _ in list_local(tmp_path, []).errors] == ["locked"]
-    finally:
-        os.chmod(tmp_path / "locked", 0o755)
+    write(tmp_path / "open" / "y")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr("voila_publisher.listing.os.scandir", scandir)
+    listing = list_local(tmp_path, [])
+    assert listing.errors == [("locked", "Permission denied")]
+    assert list(listing.files) == ["open/y"]
 
 
 def test_listing_of_a_selection(tmp_path):
