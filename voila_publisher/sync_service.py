@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import time
 from collections import OrderedDict
 
 from .listing import resolve_selection
@@ -55,8 +56,10 @@ class SyncService:
         return self._engine
 
     def status(self) -> dict:
-        running = self.current if self.current is not None and self.current.kind == "sync" else None
-        last = self.last.get("sync")
+        job = self.current if self.current is not None and self.current.kind == "sync" else None
+        running = job if job is not None and job.running else None
+        # A job is finished as soon as its thread says so, before _run records it as last.
+        last = job if job is not None and not job.running else self.last.get("sync")
         return {
             "configured": self.config.missing() is None,
             "missing": self.config.missing(),
@@ -124,28 +127,38 @@ class SyncService:
                     self.log.exception("hybrid periodic sync failed to start")
 
     async def final_sync(self) -> Job | None:
-        """Sync once more before the server stops, bounded by ``final_sync_timeout``."""
+        """Sync once more before the server stops, bounded by ``final_sync_timeout``.
+
+        A job already running may predate the last edits, so it is awaited and a fresh sync
+        follows, both within the same time bound.
+        """
         if self._periodic is not None:
             self._periodic.cancel()
         if not self.config.sync_on_stop or self.config.missing() is not None:
             return None
-        try:
-            job = self.start("sync")
-        except Busy:
-            job = self.current  # let a running restore finish within the same bound
-        if self.log:
-            self.log.info("hybrid sync: final sync %s before stopping", job.id)
-        finished = await asyncio.to_thread(job.wait, self.config.final_sync_timeout)
-        if not finished:
-            job.cancel()  # start nothing new, so the process can exit soon
-        if self.log:
-            if finished:
-                self.log.info("hybrid sync: final sync %s: %s", job.id, job.message)
+        deadline = time.monotonic() + self.config.final_sync_timeout
+        job = None
+        for _ in range(2):
+            if self.current is not None and self.current.running:
+                job = self.current
+                await asyncio.to_thread(job.wait, max(0.0, deadline - time.monotonic()))
+                if job.running:
+                    break
             else:
+                job = self.start("sync")
+                if self.log:
+                    self.log.info("hybrid sync: final sync %s before stopping", job.id)
+                await asyncio.to_thread(job.wait, max(0.0, deadline - time.monotonic()))
+                break
+        if job.running:
+            job.cancel()  # start nothing new, so the process can exit soon
+            if self.log:
                 self.log.warning(
                     "hybrid sync: final sync %s not done after %.0f s, stopping anyway "
                     "(finished files are in the bucket, unfinished ones were never made visible)",
                     job.id,
                     self.config.final_sync_timeout,
                 )
+        elif self.log:
+            self.log.info("hybrid sync: final sync %s: %s", job.id, job.message)
         return job
