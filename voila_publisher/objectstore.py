@@ -146,7 +146,8 @@ class ObjectStore:
         raise last
 
     def _error(self, resp, method: str, key: str) -> StoreError:
-        body = resp.data if resp.data is not None else resp.read()
+        body = resp.data  # reads a streamed body too
+        resp.release_conn()
         code, message = "", ""
         if body:
             try:
