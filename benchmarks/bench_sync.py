@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -226,6 +227,7 @@ def main(argv=None) -> int:
             print(f"{view:8} {scenario:12} {aws_m:11.3f}s {ours_m:9.3f}s {ratio:6.2f}x {target_text:>7} {verdict}")
     finally:
         s3.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -72,6 +72,14 @@ class SyncEngine:
         view = remote_view(objects, self.prefix, self.config.all_excludes, selection)
         return local, view.objects, view.unsafe_keys
 
+    def _survey(self, job: Job, pool, selection, manifest: Manifest):
+        """Everything a plan needs: both listings, the manifest, and the missing hashes."""
+        local, remote, unsafe = self._list_both(selection)
+        known = manifest.snapshot()
+        job.update(message="comparing")
+        hashes = self._resolve_unknowns(pool, local.files, remote, known)
+        return local, remote, unsafe, known, hashes
+
     def _resolve_unknowns(self, pool, local, remote, manifest) -> dict[str, str]:
         """Read the MD5 metadata of foreign multipart objects and hash unvouched local files."""
         inspect = objects_to_inspect(local, remote, manifest)
@@ -136,10 +144,7 @@ class SyncEngine:
         self._parts = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync-part")
         try:
             try:
-                local, remote, _ = self._list_both(selection)
-                known = manifest.snapshot()
-                job.update(message="comparing")
-                hashes = self._resolve_unknowns(pool, local.files, remote, known)
+                local, remote, _, known, hashes = self._survey(job, pool, selection, manifest)
             except StoreError as e:
                 return self._fail(job, e, "sync")
             plan = plan_sync(
@@ -249,10 +254,7 @@ class SyncEngine:
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-restore")
         try:
             try:
-                local, remote, unsafe = self._list_both(selection)
-                known = manifest.snapshot()
-                job.update(message="comparing")
-                hashes = self._resolve_unknowns(pool, local.files, remote, known)
+                local, remote, unsafe, known, hashes = self._survey(job, pool, selection, manifest)
             except StoreError as e:
                 return self._fail(job, e, "restore")
             for key in unsafe:
