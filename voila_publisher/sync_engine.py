@@ -33,7 +33,7 @@ DOWNLOAD_BLOCK = 1024 * 1024
 
 
 class Cancelled(Exception):
-    """A fatal error elsewhere stopped the job; this transfer was not started."""
+    """The job was stopped (a fatal store error, or the server shutting down) before this transfer began."""
 
 
 class SyncEngine:
@@ -170,7 +170,7 @@ class SyncEngine:
                 message=f"uploading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
-                job, pool, plan.transfer, lambda p: self._upload(job, p, local.files[p].size, manifest), manifest, cancel
+                job, pool, plan.transfer, lambda p: self._upload(job, p, manifest), manifest, cancel
             )
             if fatal is None and not cancel.is_set() and plan.delete:
                 job.update(message=f"deleting {len(plan.delete)} remote files")
@@ -188,7 +188,7 @@ class SyncEngine:
             self._parts.shutdown(wait=True, cancel_futures=True)
             manifest.save()
 
-    def _upload(self, job: Job, path: str, listed_size: int, manifest: Manifest) -> None:
+    def _upload(self, job: Job, path: str, manifest: Manifest) -> None:
         abs_path = self.root / path
         key = self.prefix + path
         before = os.stat(abs_path)

@@ -127,3 +127,14 @@ def test_listing_decodes_keys_and_follows_pages(scripted):
     objects = make_store(server).list("p/")
     assert {k: (o.size, o.etag) for k, o in objects.items()} == {"p/résumé final.ipynb": (3, "abc"), "p/a+b.txt": (0, "d41d")}
     assert "continuation-token=t2" in server.requests[1][1]
+
+
+def test_bodies_bound_by_content_md5_skip_the_sha256_payload_hash(scripted):
+    server = scripted([(200, b"", {"ETag": '"x"'}), (200, b"<ListBucketResult/>", {})])
+    store = make_store(server)
+    store.put("k", b"data", hashlib.md5(b"data").digest())
+    store.list("p/")
+    put_headers, list_headers = server.requests[0][2], server.requests[1][2]
+    assert put_headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert "content-md5" in put_headers["Authorization"].lower()  # the MD5 header is signed
+    assert list_headers["X-Amz-Content-SHA256"] == hashlib.sha256(b"").hexdigest()
