@@ -91,6 +91,8 @@ class ObjectStore:
         self._credentials = None
         if self.endpoint_url:
             self._base = f"{self.endpoint_url}/{bucket}/"  # path style: what S3-compatible stores expect
+        elif "." in bucket:  # a dotted name breaks the wildcard TLS certificate of virtual hosts
+            self._base = f"https://s3.{self.region}.amazonaws.com/{bucket}/"
         else:
             self._base = f"https://{bucket}.s3.{self.region}.amazonaws.com/"
         self.http = urllib3.PoolManager(

@@ -138,3 +138,10 @@ def test_bodies_bound_by_content_md5_skip_the_sha256_payload_hash(scripted):
     assert put_headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
     assert "content-md5" in put_headers["Authorization"].lower()  # the MD5 header is signed
     assert list_headers["X-Amz-Content-SHA256"] == hashlib.sha256(b"").hexdigest()
+
+
+def test_aws_addressing(monkeypatch):
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert ObjectStore("notebooks", region="eu-west-1")._base == "https://notebooks.s3.eu-west-1.amazonaws.com/"
+    assert ObjectStore("team.notebooks", region="eu-west-1")._base == "https://s3.eu-west-1.amazonaws.com/team.notebooks/"
+    assert ObjectStore("nb", endpoint_url="http://rgw:8080/")._base == "http://rgw:8080/nb/"
