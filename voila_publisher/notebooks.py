@@ -22,6 +22,7 @@ OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 # Where a notebook lists the small data files it reads (paths relative to the notebook).
 DATA_FILES_METADATA = ("voila_publisher", "data_files")
+_DATA_PART = re.compile(r"^[A-Za-z0-9._@+ -]+$")
 DEFAULT_HIDDEN_TAGS = ("hide", "remove-cell", "remove_cell", "voila-hide")
 
 
@@ -62,8 +63,8 @@ def check_data_file_name(name: str) -> str:
     if not isinstance(name, str) or not name or "\\" in name or "\x00" in name or name.startswith("/"):
         raise InvalidName(f"invalid data file name {name!r}")
     parts = name.split("/")
-    if any(p in ("", ".", "..") or p.startswith(".") for p in parts) or len(name) > 255:
-        raise InvalidName(f"invalid data file name {name!r}: use a relative path without '..' or hidden parts")
+    if any(p in ("", ".", "..") or p.startswith(".") or not _DATA_PART.match(p) for p in parts) or len(name) > 255:
+        raise InvalidName(f"invalid data file name {name!r}: use a relative path of letters, digits and . _ @ + - (no '..', no hidden parts)")
     return name
 
 

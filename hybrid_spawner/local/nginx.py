@@ -8,6 +8,7 @@ temp paths live in its own directory and runs nginx in the foreground on a free 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,6 +46,7 @@ def render_public_host_conf(*, standalone: bool, prefix: str | Path | None = Non
     if values["render_prefix"] != "/_voila_render/":
         raise ValueError("render_prefix is fixed by voila_publisher.host.INTERNAL_RENDER_PREFIX")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_DIR), keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    values.setdefault("worker_user", "")
     return env.get_template(TEMPLATE).render(
         standalone=standalone, prefix=str(prefix) if prefix else "", mime_types="/etc/nginx/mime.types", **values
     )
@@ -67,6 +69,7 @@ class NginxProcess(ManagedProcess):
                 server_name="localhost",
                 publisher=f"127.0.0.1:{publisher_port}",
                 voila=f"127.0.0.1:{voila_port}",
+                worker_user="root" if os.geteuid() == 0 else "",
                 **settings,
             )
         )
