@@ -13,6 +13,7 @@ import unicodedata
 import warnings
 
 import nbformat
+from nbformat.v4.rwbase import rejoin_lines
 
 # Owners are JupyterHub user names; slugs come from file names. Both end up as directory
 # names on the public host and as URL path segments, so both are held to a strict pattern:
@@ -79,7 +80,8 @@ def parse_notebook(raw: bytes) -> nbformat.NotebookNode:
     if data.get("nbformat") != 4:
         raise InvalidNotebook(f"unsupported notebook format {data.get('nbformat')!r}: only nbformat 4 can be published")
     try:
-        nb = nbformat.from_dict(data)
+        # Sources may be stored as lists of lines; work on joined strings from here on.
+        nb = rejoin_lines(nbformat.from_dict(data))
         with warnings.catch_warnings():
             # Cells without ids (nbformat < 4.5 writers) are valid; Voila copes with them.
             warnings.simplefilter("ignore")
