@@ -22,13 +22,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import jinja2
 import tornado.httpserver
 import tornado.web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import parse_body_arguments
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 from traitlets.config import Application
@@ -78,12 +82,24 @@ def voila_argv(
     cull_idle_timeout: int,
     cull_interval: int,
     cull_connected: bool,
+    preheat_pool_size: int = 0,
+    control_token_file: str = "",
     extra_args: list[str] = (),
     python: str = sys.executable,
 ) -> list[str]:
     """The Voila command line for serving ``dashboards_dir``; pure, so it is unit-tested."""
+    preheat = []
+    if preheat_pool_size > 0:
+        # No pool by default (old versions on disk cost nothing); the publisher names the
+        # current versions through the control endpoint (voila_publisher.voila_app).
+        preheat = [
+            "--VoilaConfiguration.preheat_kernel=True",
+            "--VoilaConfiguration.default_pool_size=0",
+            f"--PublisherVoila.pool_size={preheat_pool_size}",
+            f"--PublisherVoila.control_token_file={control_token_file}",
+        ]
     return [
-        python, "-m", "voila", "--no-browser",
+        python, "-m", "voila_publisher.voila_app", "--no-browser",
         f"--Voila.ip={ip}",
         f"--Voila.port={port}",
         f"--Voila.base_url={base_url}",
@@ -96,6 +112,7 @@ def voila_argv(
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
         f"--MappingKernelManager.cull_interval={cull_interval}",
         f"--MappingKernelManager.cull_connected={cull_connected}",
+        *preheat,
         *extra_args,
         dashboards_dir,
     ]
@@ -216,6 +233,7 @@ class DashboardHandler(ApiHandler):
         if not removed:
             self.fail(404, "not-found", f"no dashboard {owner}/{slug} to unpublish")
         self.log.info("unpublished %s/%s", owner, slug)
+        self.service.pools_changed()
         self.set_status(204)
         self.finish()
 
@@ -233,6 +251,9 @@ class DashboardHandler(ApiHandler):
         nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
         record = await asyncio.to_thread(service.store.publish, owner, slug, notebook_bytes, title, files)
         self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
+        if service.preheating:
+            # Answer once the new version is pre-rendered, so the URL handed back opens at once.
+            await service.sync_pools(wait=service.preheat_wait)
         self.set_status(201 if record.version == 1 else 200)
         self.finish(dashboard_json(record, service.public_url))
 
@@ -342,6 +363,23 @@ class PublisherService(Application):
     cull_idle_timeout = Integer(600, config=True, help="Seconds after which an idle dashboard kernel is shut down (MappingKernelManager.cull_idle_timeout).")
     cull_interval = Integer(60, config=True, help="How often, in seconds, Voila looks for idle kernels.")
     cull_connected = Bool(False, config=True, help="Also cull idle kernels that still have a browser connected (saves memory, breaks widgets of long-open pages).")
+    preheat_kernels = Bool(
+        False, config=True,
+        help="Keep kernels that have already run the current version of every dashboard, so a viewer's first page "
+        "comes at once. Safe with republishing (each version has its own path, see voila_publisher.voila_app), "
+        "but costs one idle kernel (tens of MB) per published dashboard, and the page shows the output computed "
+        "when the kernel was pre-heated, not at the viewer's request.",
+    )
+    runtime_dir = Unicode(
+        "", config=True,
+        help="Private directory for runtime files (the token Voila's pool endpoint checks). Default: a new temporary directory.",
+    )
+    preheat_wait = Integer(
+        30, config=True,
+        help="With preheat_kernels, how long a publish request waits for the new version's kernel to finish "
+        "pre-rendering before answering (the answer comes anyway after this many seconds).",
+    )
+    preheat_pool_size = Integer(1, config=True, help="Pre-heated kernels per dashboard when preheat_kernels is on.")
     voila_extra_args = List(Unicode(), config=True, help="More command line arguments for Voila, e.g. ['--theme=dark'].")
     voila_env = Dict(config=True, help="Extra environment variables for Voila and its kernels. Never put secrets here: published code can read them.")
     voila_user = Unicode("", config=True, help="Unix user to run Voila (and so the published code) as; recommended in production, needs root to start.")
@@ -381,6 +419,8 @@ class PublisherService(Application):
         self.store = DashboardStore(self.dashboards_dir, self.versions_kept)
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
+        self._pools_lock = asyncio.Lock()
+        self._control_token = ""
 
     def render_template(self, name: str, **context) -> str:
         return self.jinja.get_template(name).render(**context)
@@ -417,6 +457,8 @@ class PublisherService(Application):
             ip=self.voila_ip, port=self.voila_port, base_url=self.voila_base_url,
             execution_timeout=self.execution_timeout, cull_idle_timeout=self.cull_idle_timeout,
             cull_interval=self.cull_interval, cull_connected=self.cull_connected,
+            preheat_pool_size=self.preheat_pool_size if self.preheat_kernels else 0,
+            control_token_file=self._write_control_token() if self.preheat_kernels else "",
             extra_args=list(self.voila_extra_args),
         )
         kwargs = {"user": self.voila_user} if self.voila_user else {}
@@ -424,6 +466,47 @@ class PublisherService(Application):
             *argv, env=kernel_environment(os.environ, self.voila_env), cwd=self.dashboards_dir, **kwargs
         )
         self.log.info("started Voila (pid %d) on %s:%d serving %s", self.voila_process.pid, self.voila_ip, self.voila_port, self.dashboards_dir)
+
+    def _write_control_token(self) -> str:
+        self._control_token = secrets.token_urlsafe(32)
+        directory = self.runtime_dir or tempfile.mkdtemp(prefix="voila-publisher-")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        path = os.path.join(directory, "control_token")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self._control_token)
+        if self.voila_user:
+            shutil.chown(directory, self.voila_user)
+            shutil.chown(path, self.voila_user)
+        return path
+
+    @property
+    def preheating(self) -> bool:
+        return self.preheat_kernels and self.start_voila
+
+    def pools_changed(self) -> None:
+        """After an unpublish: tell Voila which versions to keep pre-heated (in the background)."""
+        if self.preheating:
+            asyncio.ensure_future(self.sync_pools())
+
+    async def sync_pools(self, wait: float = 0) -> None:
+        # One sync at a time; each sends the whole current list, so the last one wins.
+        async with self._pools_lock:
+            wanted = [r.notebook for r in await asyncio.to_thread(self.store.list, None)]
+            url = f"http://{self.voila_ip}:{self.voila_port}{self.voila_base_url}_publisher/pools?wait={wait}"
+            request = HTTPRequest(url, method="PUT", body=json.dumps(wanted), request_timeout=30 + wait,
+                                  headers={"Authorization": f"Bearer {self._control_token}"})
+            try:
+                await AsyncHTTPClient().fetch(request)
+            except Exception as e:  # dashboards still render, only without a pre-heated kernel
+                self.log.warning("could not update Voila's kernel pools: %s", e)
+
+    async def _preheat_when_voila_serves(self):
+        for _ in range(600):
+            if await self.voila_serving():
+                await self.sync_pools()
+                return
+            await asyncio.sleep(0.1)
 
     async def _watch_voila(self, stopping: asyncio.Event):
         code = await self.voila_process.wait()
@@ -446,6 +529,8 @@ class PublisherService(Application):
         if self.start_voila:
             await self._start_voila()
             watcher = asyncio.ensure_future(self._watch_voila(stopping))
+            if self.preheat_kernels:
+                asyncio.ensure_future(self._preheat_when_voila_serves())
         await stopping.wait()
         server.stop()
         if self.voila_process and self.voila_process.returncode is None:

@@ -25,6 +25,7 @@ class PublisherProcess(ManagedProcess):
 
     def __init__(self, directory, *, secret: str, public_url: str = "", versions_kept: int = 3, extra_config: str = ""):
         self.dir = Path(directory)
+        self.control_token_file = self.dir / "runtime" / "control_token"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.voila_port = free_port()
@@ -44,6 +45,7 @@ class PublisherProcess(ManagedProcess):
             f"c.PublisherService.shared_secret_file = {str(secret_file)!r}\n"
             f"c.PublisherService.public_url = {public_url!r}\n"
             f"c.PublisherService.versions_kept = {versions_kept}\n"
+            f"c.PublisherService.runtime_dir = {str(self.dir / 'runtime')!r}\n"
             "c.PublisherService.cull_interval = 30\n" + extra_config
         )
         env = child_env()
