@@ -351,7 +351,11 @@ class PublisherService(Application):
         "Empty: answers carry paths only.",
     )
     gallery_title = Unicode("Published dashboards", config=True, help="Heading of the public gallery page.")
-    max_notebook_size = Integer(10 * 1024 * 1024, config=True, help="Largest notebook accepted, in bytes (413 above). Keep nginx's client_max_body_size above max_notebook_size + max_data_size.")
+    max_notebook_size = Integer(
+        10 * 1024 * 1024, config=True,
+        help="Largest notebook accepted, in bytes (413 with a JSON message above). The service reads bodies up to "
+        "max_notebook_size + max_data_size + 4 MiB; set nginx's client_max_body_size between that sum and it.",
+    )
     max_data_size = Integer(20 * 1024 * 1024, config=True, help="Largest total size of a dashboard's declared data files, in bytes (413 above).")
     max_data_files = Integer(20, config=True, help="Most data files one dashboard may carry.")
 
@@ -521,7 +525,7 @@ class PublisherService(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         server = tornado.httpserver.HTTPServer(
-            self.make_app(), max_body_size=self.max_notebook_size + self.max_data_size + 1024 * 1024, xheaders=True
+            self.make_app(), max_body_size=self.max_notebook_size + self.max_data_size + 4 * 1024 * 1024, xheaders=True
         )
         server.listen(self.port, self.ip)
         self.log.info("voila-publisher %s on http://%s:%d, dashboards in %s", __version__, self.ip, self.port, self.dashboards_dir)

@@ -16,7 +16,7 @@ from voila_publisher import notebooks
 from voila_publisher.host import dashboard_json, kernel_environment, voila_argv
 from voila_publisher.publish import DashboardPublisher, PublishError
 from voila_publisher.store import DashboardStore
-from voila_publisher.tokens import InvalidToken, derive_publish_token, token_owner
+from voila_publisher.tokens import InvalidToken, derive_publish_token, spawner_token, token_owner
 
 SECRET = "s" * 32
 
@@ -182,6 +182,30 @@ def test_voila_runs_hardened():
                    "--VoilaConfiguration.file_denylist=.*", "--Voila.base_url=/dashboards/_voila/"):
         assert option in argv
     assert argv[-1] == "/srv/d"
+    assert not [a for a in argv if "preheat" in a]
+
+
+def test_preheating_starts_with_no_pools_and_a_control_token_file():
+    argv = voila_argv(dashboards_dir="/srv/d", ip="127.0.0.1", port=8866, base_url="/b/", execution_timeout=30,
+                      cull_idle_timeout=600, cull_interval=60, cull_connected=False, preheat_pool_size=2,
+                      control_token_file="/run/vp/control_token")
+    assert argv[1:3] == ["-m", "voila_publisher.voila_app"]
+    for option in ("--VoilaConfiguration.preheat_kernel=True", "--VoilaConfiguration.default_pool_size=0",
+                   "--PublisherVoila.pool_size=2", "--PublisherVoila.control_token_file=/run/vp/control_token"):
+        assert option in argv
+
+
+def test_the_hub_hands_each_user_their_own_token():
+    class User:
+        name = "frank"
+
+    class Spawner:
+        user = User()
+
+    token = spawner_token(SECRET)(Spawner())
+    assert token_owner(SECRET, token) == "frank"
+    with pytest.raises(ValueError):
+        spawner_token("short")
 
 
 def test_kernels_do_not_inherit_the_services_secrets():
