@@ -40,6 +40,7 @@ from traitlets.config import Application
 from hybrid_spawner._version import __version__
 
 from . import notebooks
+from .errors import PublishError
 from .store import DashboardStore, StoredDashboard
 from .tokens import InvalidToken, token_owner
 
@@ -49,14 +50,6 @@ INTERNAL_RENDER_PREFIX = "/_voila_render/"
 # Environment variables a Voila kernel may inherit; everything else (the shared secret,
 # whatever the service manager set) stays with this service.
 KERNEL_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 def dashboard_json(record: StoredDashboard, public_url: str) -> dict:
@@ -135,7 +128,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
+        if isinstance(exc, PublishError):
             body = {"message": exc.message, "reason": exc.reason}
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             body = {"message": exc.log_message % exc.args if exc.args else exc.log_message, "reason": "http-error"}
@@ -145,9 +138,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
     def fail(self, status: int, reason: str, message: str):
-        raise ApiError(status, reason, message)
+        raise PublishError(status, reason, message)
 
-    def send_error_json(self, exc: ApiError):
+    def send_error_json(self, exc: PublishError):
         self.set_status(exc.status)
         if exc.status == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="voila-publisher"')
@@ -186,7 +179,7 @@ class ApiHandler(BaseHandler):
     async def _run(self, coro_fn, *args):
         try:
             await coro_fn(*args)
-        except ApiError as e:
+        except PublishError as e:
             self.send_error_json(e)
 
 
@@ -281,12 +274,12 @@ class DashboardHandler(ApiHandler):
             nb = notebooks.parse_notebook(notebook_bytes)
             declared = set(notebooks.declared_data_files(nb))
         except (notebooks.InvalidNotebook, notebooks.InvalidName) as e:
-            raise ApiError(400, "invalid-notebook", str(e)) from None
+            raise PublishError(400, "invalid-notebook", str(e)) from None
         undeclared = sorted(set(files) - declared)
         if undeclared:
-            raise ApiError(400, "undeclared-file", f"data files not declared in metadata.voila_publisher.data_files: {', '.join(undeclared)}")
+            raise PublishError(400, "undeclared-file", f"data files not declared in metadata.voila_publisher.data_files: {', '.join(undeclared)}")
         if f"{slug}.ipynb" in files:
-            raise ApiError(400, "invalid-name", f"a data file may not be called {slug}.ipynb")
+            raise PublishError(400, "invalid-name", f"a data file may not be called {slug}.ipynb")
         return nb, notebooks.notebook_title(nb, slug)
 
 

@@ -27,16 +27,7 @@ from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import notebooks
-
-
-class PublishError(Exception):
-    """A failure to report to the user: HTTP status, short reason code, readable message."""
-
-    def __init__(self, status: int, reason: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
+from .errors import PublishError
 
 
 @dataclass

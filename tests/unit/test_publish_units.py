@@ -140,7 +140,7 @@ def test_readers_never_see_a_missing_or_partial_version(tmp_path):
     readers = [threading.Thread(target=read) for _ in range(3)]
     for t in readers:
         t.start()
-    for n in range(30):
+    for n in range(15):
         store.publish("alice", "live", bytes([66 + n % 20]) * 100_000, "t")
     stop.set()
     for t in readers:
