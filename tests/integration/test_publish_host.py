@@ -11,7 +11,7 @@ import requests
 import websocket
 
 from hybrid_spawner.local.nginx import NginxProcess
-from tests.fixtures.publish import make_notebook
+from tests.fixtures.publish import PLANTED_ENV, make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +197,16 @@ def test_api_is_closed_to_networks_not_listed(public_host, tmp_path):
         r = requests.put(f"{outside.url}/api/dashboards/alice/from-outside", data=b"{}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert r.status_code == 403 and r.json()["reason"] == "network-denied"
         assert requests.get(outside.url + "/", timeout=30).status_code == 200  # the gallery stays public
+
+
+def test_published_code_sees_no_secret_of_the_host(publisher_api, unique_slug, public_host):
+    probe = (
+        "import os, pathlib\n"
+        "values = ' '.join(os.environ.values())\n"
+        "print('ENVKEYS', sorted(k for k in os.environ if k.startswith(('AWS', 'HYBRID'))))\n"
+        f"print('PLANTED', any(v in values for v in {sorted(PLANTED_ENV.values())!r}))\n"
+        f"print('SECRET', {public_host.secret[:12]!r} in values)"
+    )
+    assert publisher_api.put("alice", unique_slug, make_notebook(("code", probe))).status_code == 201
+    page = publisher_api.render("alice", unique_slug).text
+    assert "ENVKEYS []" in page and "PLANTED False" in page and "SECRET False" in page
