@@ -31,6 +31,7 @@ from pathlib import Path
 
 import jinja2
 import tornado.httpserver
+import tornado.ioloop
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import parse_body_arguments
@@ -344,6 +345,11 @@ class PublisherService(Application):
         "Empty: answers carry paths only.",
     )
     gallery_title = Unicode("Published dashboards", config=True, help="Heading of the public gallery page.")
+    prune_grace = Integer(
+        300, config=True,
+        help="Seconds a replaced version stays on disk even beyond versions_kept, so that viewers routed to it "
+        "just before a republish still get its page and data files.",
+    )
     max_notebook_size = Integer(
         10 * 1024 * 1024, config=True,
         help="Largest notebook accepted, in bytes (413 with a JSON message above). The service reads bodies up to "
@@ -413,7 +419,7 @@ class PublisherService(Application):
         if len(self._secret.encode()) < 16:
             self.log.critical("no shared secret (>= 16 bytes): set PublisherService.shared_secret_file or HYBRID_PUBLISHER_SECRET")
             self.exit(2)
-        self.store = DashboardStore(self.dashboards_dir, self.versions_kept)
+        self.store = DashboardStore(self.dashboards_dir, self.versions_kept, self.prune_grace)
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
         self._pools_lock = asyncio.Lock()
@@ -463,6 +469,14 @@ class PublisherService(Application):
             *argv, env=kernel_environment(os.environ, self.voila_env), cwd=self.dashboards_dir, **kwargs
         )
         self.log.info("started Voila (pid %d) on %s:%d serving %s", self.voila_process.pid, self.voila_ip, self.voila_port, self.dashboards_dir)
+
+    def _prune_in_background(self):
+        async def prune():
+            removed = await asyncio.to_thread(self.store.prune)
+            if removed:
+                self.log.info("removed %d replaced dashboard versions", removed)
+
+        asyncio.ensure_future(prune())
 
     def _write_control_token(self) -> str:
         self._control_token = secrets.token_urlsafe(32)
@@ -521,6 +535,8 @@ class PublisherService(Application):
             self.make_app(), max_body_size=self.max_notebook_size + self.max_data_size + 4 * 1024 * 1024, xheaders=True
         )
         server.listen(self.port, self.ip)
+        pruner = tornado.ioloop.PeriodicCallback(self._prune_in_background, 60_000)
+        pruner.start()
         self.log.info("voila-publisher %s on http://%s:%d, dashboards in %s", __version__, self.ip, self.port, self.dashboards_dir)
         watcher = None
         if self.start_voila:
@@ -530,6 +546,7 @@ class PublisherService(Application):
                 asyncio.ensure_future(self._preheat_when_voila_serves())
         await stopping.wait()
         server.stop()
+        pruner.stop()
         if self.voila_process and self.voila_process.returncode is None:
             self.voila_process.terminate()
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 import requests
@@ -82,8 +83,9 @@ def test_republish_changes_content_and_keeps_previous_versions(publisher_api, un
         assert f"edition {n * 111}" in page.text
         assert all(f"edition {m * 111}" not in page.text for m in (1, 2, 3) if m != n)
     versions = sorted(os.listdir(public_host.dashboards_dir / "alice" / unique_slug))
-    # versions_kept=2 in the fixture: the current one and the one before it.
-    assert versions == ["current", "v000002", "v000003"]
+    # versions_kept=2 in the fixture; v000001 is older but still inside its grace period.
+    assert versions == ["current", "v000001", "v000002", "v000003"]
+    assert os.readlink(public_host.dashboards_dir / "alice" / unique_slug / "current") == "v000003"
 
 
 def test_unpublish_gives_404(publisher_api, unique_slug, public_host):
@@ -210,3 +212,36 @@ def test_published_code_sees_no_secret_of_the_host(publisher_api, unique_slug, p
     assert publisher_api.put("alice", unique_slug, make_notebook(("code", probe))).status_code == 201
     page = publisher_api.render("alice", unique_slug).text
     assert "ENVKEYS []" in page and "PLANTED False" in page and "SECRET False" in page
+
+
+def test_viewers_during_republishing_see_one_whole_version(publisher_api, unique_slug):
+    import threading
+
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('edition', 1000)")))
+    seen, stop = [], threading.Event()
+
+    def viewer():
+        while not stop.is_set():
+            r = publisher_api.render("alice", unique_slug)
+            seen.append((r.status_code, re.findall(r"edition (\d+)", r.text)))
+
+    thread = threading.Thread(target=viewer)
+    thread.start()
+    try:
+        for edition in (2000, 3000):
+            assert publisher_api.put("alice", unique_slug, make_notebook(("code", f"print('edition', {edition})"))).status_code == 200
+        deadline = time.monotonic() + 60
+        while not any(found == ["3000"] for _, found in seen):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen and all(status == 200 and len(found) == 1 for status, found in seen), seen
+
+
+def test_nginx_refuses_huge_uploads_with_json(public_host):
+    token = public_host.token_for("alice")
+    r = requests.put(f"{public_host.api_url}dashboards/alice/huge", data=b"x" * (33 * 1024 * 1024),
+                     headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert r.status_code == 413 and r.json()["reason"] == "too-large"

@@ -107,7 +107,7 @@ def test_title_prefers_metadata_then_first_heading():
 
 # -- versioned store ------------------------------------------------------------------------
 def test_store_swaps_versions_atomically_and_prunes(tmp_path):
-    store = DashboardStore(tmp_path, versions_kept=2)
+    store = DashboardStore(tmp_path, versions_kept=2, grace_seconds=0)
     for n in (1, 2, 3):
         record = store.publish("alice", "report", f"nb{n}".encode(), f"Title {n}", {"data/x.csv": b"1"})
         assert record.version == n
@@ -121,8 +121,19 @@ def test_store_swaps_versions_atomically_and_prunes(tmp_path):
     assert not [p for p in directory.iterdir() if p.name.startswith(".")]  # no staging left over
 
 
+def test_replaced_versions_outlive_the_count_for_the_grace_period(tmp_path):
+    store = DashboardStore(tmp_path, versions_kept=1, grace_seconds=60)
+    store.publish("alice", "r", b"1", "t")
+    store.publish("alice", "r", b"2", "t")
+    assert store.versions("alice", "r") == [1, 2]  # v1 was replaced a moment ago
+    replaced_at = os.stat(tmp_path / "alice" / "r" / "v000002").st_mtime - 61
+    os.utime(tmp_path / "alice" / "r" / "v000002", (replaced_at, replaced_at))
+    assert store.prune() == 1
+    assert store.versions("alice", "r") == [2] and store.get("alice", "r").version == 2
+
+
 def test_readers_never_see_a_missing_or_partial_version(tmp_path):
-    store = DashboardStore(tmp_path, versions_kept=5)
+    store = DashboardStore(tmp_path, versions_kept=5, grace_seconds=0)
     store.publish("alice", "live", b"A" * 100_000, "t")
     failures, stop = [], threading.Event()
 
