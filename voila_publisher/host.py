@@ -413,6 +413,7 @@ class PublisherService(Application):
         super().initialize(argv)
         if self.config_file:
             self.load_config_file(self.config_file)
+            self.update_config(self.cli_config)  # the command line wins over the file
         self._secret = self.shared_secret
         if self.shared_secret_file:
             self._secret = Path(self.shared_secret_file).read_text().strip()
