@@ -233,7 +233,7 @@ class DashboardHandler(ApiHandler):
 
     async def _put(self, owner, slug):
         owner, slug = self.target(owner, slug)
-        notebook_bytes, files = self._upload()
+        notebook_bytes, files = await asyncio.to_thread(self._upload)  # parsing a large multipart body is CPU work
         service = self.service
         if len(notebook_bytes) > service.max_notebook_size:
             self.fail(413, "too-large", f"the notebook is {len(notebook_bytes)} bytes; this host accepts at most {service.max_notebook_size}")
