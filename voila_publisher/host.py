@@ -53,16 +53,22 @@ INTERNAL_RENDER_PREFIX = "/_voila_render/"
 KERNEL_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
-def dashboard_json(record: StoredDashboard, public_url: str) -> dict:
-    """The contract's Dashboard object (docs/contracts.md)."""
-    path = f"/dashboards/{record.owner}/{record.slug}/"
+def dashboard_json(record: StoredDashboard, public_url: str, *, for_owner: bool = False) -> dict:
+    """The contract's Dashboard object (docs/contracts.md).
+
+    ``for_owner`` adds ``path``, the notebook's path on the owner's server, which lets the Lab
+    match dashboards to notebooks; the public gallery never shows it.
+    """
+    url_path = f"/dashboards/{record.owner}/{record.slug}/"
+    extra = {"path": record.source_path} if for_owner and record.source_path else {}
     return {
         "owner": record.owner,
         "slug": record.slug,
         "title": record.title,
-        "url": (public_url.rstrip("/") + path) if public_url else path,
+        "url": (public_url.rstrip("/") + url_path) if public_url else url_path,
         "version": record.version,
         "published": record.published,
+        **extra,
     }
 
 
@@ -189,7 +195,7 @@ class DashboardListHandler(ApiHandler):
         await self._run(self._list)
 
     async def _list(self):
-        self.caller()
+        caller = self.caller()
         owner = self.get_query_argument("owner", None)
         if owner is not None:
             try:
@@ -198,7 +204,7 @@ class DashboardListHandler(ApiHandler):
                 self.fail(400, "invalid-name", str(e))
         records = await asyncio.to_thread(self.service.store.list, owner)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps([dashboard_json(r, self.service.public_url) for r in records]))
+        self.finish(json.dumps([dashboard_json(r, self.service.public_url, for_owner=r.owner == caller) for r in records]))
 
 
 class DashboardHandler(ApiHandler):
@@ -212,14 +218,14 @@ class DashboardHandler(ApiHandler):
         await self._run(self._delete, owner, slug)
 
     async def _get(self, owner, slug):
-        self.caller()
+        caller = self.caller()
         try:
             record = await asyncio.to_thread(self.service.store.get, owner, slug)
         except notebooks.InvalidName as e:
             self.fail(400, "invalid-name", str(e))
         if record is None:
             self.fail(404, "not-found", f"no dashboard {owner}/{slug}")
-        self.finish(dashboard_json(record, self.service.public_url))
+        self.finish(dashboard_json(record, self.service.public_url, for_owner=record.owner == caller))
 
     async def _delete(self, owner, slug):
         owner, slug = self.target(owner, slug)
@@ -242,14 +248,17 @@ class DashboardHandler(ApiHandler):
         data_bytes = sum(len(v) for v in files.values())
         if data_bytes > service.max_data_size:
             self.fail(413, "too-large", f"the data files total {data_bytes} bytes; this host accepts at most {service.max_data_size}")
+        source_path = self.get_query_argument("source_path", "")
+        if len(source_path) > 1024 or "\x00" in source_path:
+            self.fail(400, "invalid-request", "source_path must be a path of at most 1024 characters")
         nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
-        record = await asyncio.to_thread(service.store.publish, owner, slug, notebook_bytes, title, files)
+        record = await asyncio.to_thread(service.store.publish, owner, slug, notebook_bytes, title, files, source_path)
         self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
         if service.preheating:
             # Answer once the new version is pre-rendered, so the URL handed back opens at once.
             await service.sync_pools(wait=service.preheat_wait)
         self.set_status(201 if record.version == 1 else 200)
-        self.finish(dashboard_json(record, service.public_url))
+        self.finish(dashboard_json(record, service.public_url, for_owner=True))
 
     def _upload(self) -> tuple[bytes, dict[str, bytes]]:
         """The notebook and data files of the request body (JSON notebook, or multipart)."""

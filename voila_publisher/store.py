@@ -41,6 +41,7 @@ class StoredDashboard:
     version: int
     published: str  # ISO 8601, UTC
     notebook: str  # path of the notebook relative to the dashboards directory
+    source_path: str = ""  # where the notebook lives on the owner's server (shown to the owner only)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -115,7 +116,9 @@ class DashboardStore:
         return self._versions(directory) if directory.is_dir() else []
 
     # -- writing ---------------------------------------------------------------------------
-    def publish(self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None) -> StoredDashboard:
+    def publish(
+        self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None, source_path: str = ""
+    ) -> StoredDashboard:
         """Store a new version and make it current atomically; returns it."""
         files = {check_data_file_name(name): data for name, data in (files or {}).items()}
         directory = self._dashboard_dir(owner, slug)
@@ -137,6 +140,7 @@ class DashboardStore:
                     version=version,
                     published=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     notebook=f"{owner}/{slug}/{final.name}/{notebook_name}",
+                    source_path=source_path,
                 )
                 _write_durably(staging / notebook_name, notebook)
                 for name, data in files.items():

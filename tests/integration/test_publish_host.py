@@ -101,14 +101,22 @@ def test_unpublish_gives_404(publisher_api, unique_slug, public_host):
 
 
 def test_gallery_lists_the_dashboard(publisher_api, unique_slug, public_host):
-    publisher_api.put("carol", unique_slug, make_notebook(("markdown", "# Rainfall <by> region"), ("code", "1")))
+    r = requests.put(publisher_api.url("carol", unique_slug), params={"source_path": "private/notes/rain.ipynb"},
+                     data=json.dumps(make_notebook(("markdown", "# Rainfall <by> region"), ("code", "1"))),
+                     headers={"Authorization": f"Bearer {public_host.token_for('carol')}"}, timeout=60)
+    assert r.json()["path"] == "private/notes/rain.ipynb"
     gallery = requests.get(public_host.url + "/", timeout=30)
     assert gallery.status_code == 200 and gallery.headers["Content-Type"].startswith("text/html")
     assert f'href="/dashboards/carol/{unique_slug}/"' in gallery.text
+    assert "source_path" not in gallery.text and "private/notes" not in gallery.text
     assert "Rainfall &lt;by&gt; region" in gallery.text  # titles are escaped
     listed = publisher_api.list("carol").json()
     assert [d["slug"] for d in listed if d["slug"] == unique_slug] == [unique_slug]
     assert all(d["owner"] == "carol" for d in listed)
+    # Only the owner learns where the notebook lives on their server.
+    assert all("path" not in d for d in listed)
+    mine = publisher_api.list("carol", token_owner="carol").json()
+    assert next(d for d in mine if d["slug"] == unique_slug)["path"] == "private/notes/rain.ipynb"
 
 
 def test_declared_data_files_reach_the_kernel(publisher_api, unique_slug):
