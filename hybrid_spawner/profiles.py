@@ -352,7 +352,7 @@ def resolve(
     return Resolution(profile=profile, values=values, overrides=overrides)
 
 
-def form_to_user_options(profiles: list[Profile], formdata: Mapping[str, list[str]]) -> dict[str, Any]:
+def form_to_user_options(formdata: Mapping[str, list[str]]) -> dict[str, Any]:
     """Turn the spawn form's fields into user_options (validation happens later, in start).
 
     Fields are ``profile`` and ``opt-<slug>--<option>``; only the chosen profile's options are

@@ -76,6 +76,7 @@ class LocalSlurm:
         cpus: int = 8,
         memory_mb: int = 8192,
         partitions: tuple[str, ...] = ("debug", "batch"),
+        down_partitions: tuple[str, ...] = (),
         ready_timeout: float = 60.0,
     ):
         if directory is None:
@@ -90,6 +91,7 @@ class LocalSlurm:
         self.cpus = cpus
         self.memory_mb = memory_mb
         self.partitions = partitions
+        self.down_partitions = down_partitions  # jobs sent there stay PENDING (PartitionDown)
         self.ready_timeout = ready_timeout
         self.conf_path = self.dir / "slurm.conf"
         self.munge_socket = self.dir / "run" / "munge.socket"
@@ -108,6 +110,8 @@ class LocalSlurm:
         for i, name in enumerate(self.partitions):
             default = "YES" if i == 0 else "NO"
             lines.append(f"PartitionName={name} Nodes=localhost Default={default} MaxTime=INFINITE State=UP")
+        for name in self.down_partitions:
+            lines.append(f"PartitionName={name} Nodes=localhost Default=NO MaxTime=INFINITE State=DOWN")
         self.conf_path.write_text(
             SLURM_CONF.format(
                 cluster=self.cluster,

@@ -127,7 +127,7 @@ def test_form_keeps_only_the_chosen_profiles_fields(profiles):
         "opt-ec2-small--instance_type": ["t3.large"],
         "unrelated": ["x"],
     }
-    assert form_to_user_options(profiles, form) == {"profile": "slurm-cpu", "cpus": "3"}
+    assert form_to_user_options(form) == {"profile": "slurm-cpu", "cpus": "3"}
 
 
 def test_float_range_and_step():
