@@ -135,6 +135,12 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         # The agent is the job's only task; a job step adds a second launch for nothing.
         return ""
 
+    @default("req_keepvars")
+    def _req_keepvars_default(self):
+        # batchspawner lists the server's environment here for `--export`; our jobs get that
+        # environment from the bootstrap instead, so sbatch needs none of it.
+        return ""
+
     # ------------------------------------------------------------------ helpers
     def _subvars(self) -> dict:
         subvars = self.get_req_subvars()
