@@ -164,7 +164,7 @@ async def test_check_options_accepts_slurm_syntax_and_needs_a_unix_account(unix_
         await make_spawner("no-such-user-x").check_options()
 
 
-def test_batchspawner_endpoint_is_shadowed_and_removed():
+def test_batchspawner_setattr_handler_is_replaced_and_shadowed():
     import importlib
 
     import batchspawner.api
@@ -175,10 +175,10 @@ def test_batchspawner_endpoint_is_shadowed_and_removed():
     close_batchspawner_endpoint()
     assert not [h for h in apihandlers.default_handlers if h[0] == BATCHSPAWNER_PATH]
     first = [h for h in handlers.default_handlers if h[0] == BATCHSPAWNER_PATH]
-    assert len(first) == 1 and first[0][1].__name__ == "BatchspawnerEndpointDisabled"
+    assert len(first) == 1 and first[0][1].__name__ == "BatchspawnerPortOnly"
     # An admin config importing batchspawner again re-adds its handler, but ours comes first
     # in the hub's list (handlers.default_handlers precede apihandlers'), so it still wins.
     importlib.reload(batchspawner.api)
     combined = handlers.default_handlers + apihandlers.default_handlers
-    assert next(h for h in combined if h[0] == BATCHSPAWNER_PATH)[1].__name__ == "BatchspawnerEndpointDisabled"
+    assert next(h for h in combined if h[0] == BATCHSPAWNER_PATH)[1].__name__ == "BatchspawnerPortOnly"
     close_batchspawner_endpoint()
