@@ -34,15 +34,16 @@ from .profiles import (
     visible_profiles,
 )
 
-try:  # JupyterHub >= 5.0
+try:  # JupyterHub >= 6.0
     from jupyterhub.spawner import SpawnException
-except ImportError:  # pragma: no cover - older hubs
+except ImportError:  # JupyterHub 5: an HTTPError whose message the spawn page shows as is
 
     class SpawnException(web.HTTPError):
-        def __init__(self, message, *, reason, status_code=400, **_):
-            super().__init__(status_code, "%s", message)
+        def __init__(self, message, *, reason, log_message="", status_code=400, **_):
+            super().__init__(status_code, "%s", log_message or message)
+            self.message = self.jupyterhub_message = message
             self.reason = reason
-            self.jupyterhub_message = message
+            self.status_code = status_code
 
 
 TEMPLATES = Path(__file__).parent / "templates"
