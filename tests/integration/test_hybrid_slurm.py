@@ -17,8 +17,7 @@ import requests
 from hybrid_spawner.ec2_requests import TAG_HUB, TAG_OWNER
 from hybrid_spawner.local.moto import MOTO_CREDENTIALS
 from hybrid_spawner.local.noderunner import NodeRunnerProcess
-from hybrid_spawner.local.processes import venv_bin_dir
-from tests.fixtures.ec2 import HUB_CONFIG, REGION, SSM_AMI_PARAMETER, aws, make_network
+from tests.fixtures.ec2 import REGION, aws, ec2_hub_config, make_network
 from tests.fixtures.slurm import user_jobs, wait_until
 
 pytestmark = pytest.mark.integration
@@ -71,16 +70,7 @@ def ec2_side(moto_server, tmp_path_factory):
     """EC2 settings (moto server, private subnet) and the node runner that boots its instances."""
     directory = tmp_path_factory.mktemp("hybrid-ec2")
     hub_id = f"test-hub-{secrets.token_hex(4)}"
-    config = HUB_CONFIG.format(
-        region=REGION,
-        endpoint=moto_server.url,
-        ssm=SSM_AMI_PARAMETER,
-        hub_id=hub_id,
-        python=str(venv_bin_dir() / "python"),
-        singleuser=str(venv_bin_dir() / "jupyterhub-singleuser"),
-        overrides=str(directory / "overrides.json"),
-        **make_network(moto_server.url),
-    )
+    config = ec2_hub_config(moto_server.url, hub_id, directory / "overrides.json", make_network(moto_server.url))
     runner = NodeRunnerProcess(directory / "nodes", hub_id=hub_id, endpoint_url=moto_server.url, region=REGION)
     runner.env.update(MOTO_CREDENTIALS)
     runner.start()
@@ -113,11 +103,6 @@ def hub(make_slurm_hub, ec2_side, slurm_test_user):
     hub.ensure_user(OUTSIDER)
     hub.api("POST", "/groups/gpu-users", {"users": [slurm_test_user]}, expect=201)
     return hub
-
-
-def user_token(hub, user: str) -> str:
-    _, body = hub.api("POST", f"/users/{user}/tokens", {"note": "test", "expires_in": 3600}, expect=201)
-    return body["token"]
 
 
 def xsrf_of(html: str) -> str:
