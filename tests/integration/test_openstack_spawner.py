@@ -1,0 +1,162 @@
+"""OpenStackSpawner end to end: a real hub, the OpenStack fake and the local node runner."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def spawn_and_follow(hub, user: str, timeout: float = 90.0) -> list[dict]:
+    """POST the spawn and read the progress stream to its end (ready or failed)."""
+    status, body = hub.spawn(user)
+    assert status in (201, 202), body
+    req = urllib.request.Request(f"{hub.url}/hub/api/users/{user}/server/progress")
+    req.add_header("Authorization", f"token {hub.admin_token}")
+    events = []
+    with urllib.request.urlopen(req, timeout=timeout) as stream:
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                events.append(event)
+                if event.get("ready") or event.get("failed"):
+                    break
+    return events
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def singleuser_env(user: str) -> dict:
+    """The environment of the user's running single-user server, read from /proc."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            pairs = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        env = dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+        if env.get("JUPYTERHUB_USER") == user and env.get("JUPYTERHUB_API_TOKEN"):
+            return env
+    return {}
+
+
+@pytest.fixture
+def stack(openstack_hub):
+    openstack_hub.fake.reset()
+    yield openstack_hub
+    for user in ("alice", "bob", "carol", "dave", "erin", "wrongcloud", "badcreds", "badimage"):
+        openstack_hub.hub.stop_server(user, wait=False)
+
+
+def test_spawn_and_stop(stack):
+    hub, fake = stack.hub, stack.fake
+    events = spawn_and_follow(hub, "alice")
+    messages = [e.get("message", "") for e in events]
+    assert events[-1].get("ready"), messages
+    assert any("is building" in m for m in messages), messages
+    assert any("is ACTIVE with private IP 127.42.0." in m for m in messages), messages
+    assert any("notebook server is starting" in m for m in messages), messages
+
+    [server] = fake.servers()
+    assert server["status"] == "ACTIVE" and server["name"] == "jupyter-alice"
+    assert server["metadata"] == {"project": "genomics", "hybrid-hub": "test-hub", "hybrid-owner": "alice",
+                                  "hybrid-server": ""}
+    assert server["tags"] == ["hybrid-hub:test-hub"]
+    assert server["security_groups"] == ["jupyter-nodes"] and server["key_name"] == "research-key"
+    model = hub.server_model("alice")
+    assert model["ready"] and model["url"] == "/user/alice/"
+    status, text = hub.get_via_proxy("/user/alice/api/status")
+    assert status == 200, text
+    assert json.loads(text)["started"]
+
+    hub.stop_server("alice")
+    # stop() waits until Nova has deleted the server.
+    assert fake.servers() == []
+
+
+def test_no_token_in_user_data_or_metadata(stack):
+    hub, fake = stack.hub, stack.fake
+    events = spawn_and_follow(hub, "bob")
+    assert events[-1].get("ready"), events
+    [server] = fake.servers()
+    script = base64.b64decode(server["user_data"]).decode()
+    token = wait_for(lambda: singleuser_env("bob").get("JUPYTERHUB_API_TOKEN"), what="bob's server env")
+    visible = script + json.dumps(server["metadata"]) + json.dumps(server["tags"])
+    assert token not in visible
+    assert hub.admin_token not in visible
+    assert "JUPYTERHUB_API_TOKEN" not in script
+    assert "HYBRID_BOOTSTRAP_CREDENTIAL" in script
+    # The credential in the user-data was single-use: replaying it is refused.
+    credential = script.split("HYBRID_BOOTSTRAP_CREDENTIAL=", 1)[1].split()[0].strip("'\"")
+    req = urllib.request.Request(f"{hub.hub_url}/api/hybrid/bootstrap", method="POST",
+                                 data=json.dumps({"credential": credential}).encode())
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 403
+    assert token not in hub.log_text()
+    hub.stop_server("bob")
+
+
+def test_hub_restart_recovers_running_server(stack):
+    hub, fake = stack.hub, stack.fake
+    assert spawn_and_follow(hub, "carol")[-1].get("ready")
+    [before] = fake.servers()
+    hub.restart()
+    model = wait_for(lambda: hub.server_model("carol"), what="carol's server after restart")
+    assert model["ready"]
+    status, _ = hub.get_via_proxy("/user/carol/api/status")
+    assert status == 200
+    assert [s["id"] for s in fake.servers()] == [before["id"]]
+    hub.stop_server("carol")
+    assert fake.servers() == []
+
+
+def test_build_error_shows_nova_fault_and_deletes_server(stack):
+    hub, fake = stack.hub, stack.fake
+    fake.inject_build_failure("No valid host was found. There are not enough hosts available.")
+    events = spawn_and_follow(hub, "dave")
+    assert events[-1].get("failed"), events
+    assert "No valid host was found" in events[-1]["message"]
+    assert "OpenStack could not start jupyter-dave" in events[-1]["message"]
+    wait_for(lambda: fake.servers() == [], what="the failed server to be deleted")
+    wait_for(lambda: hub.server_model("dave") is None, what="the hub to forget the failed server")
+
+
+def test_quota_exceeded_gives_clear_message_and_creates_nothing(stack):
+    hub, fake = stack.hub, stack.fake
+    fake.set_quotas(instances=0)
+    events = spawn_and_follow(hub, "erin")
+    assert events[-1].get("failed"), events
+    message = events[-1]["message"]
+    assert "quota is exhausted" in message
+    assert "Quota exceeded for instances: Requested 1, but already used 0 of 0 instances" in message
+    assert fake.servers() == []
+
+
+@pytest.mark.parametrize("user, words", [
+    ("wrongcloud", "cloud 'no-such-cloud' is not defined in"),
+    ("badcreds", "OpenStack refused the hub's credentials for cloud 'fake-badpass' (HTTP 401)"),
+    ("badimage", "OpenStack image 'no-such-image' does not exist"),
+])
+def test_bad_settings_give_clear_message(stack, user, words):
+    hub, fake = stack.hub, stack.fake
+    events = spawn_and_follow(hub, user)
+    assert events[-1].get("failed"), events
+    assert words in events[-1]["message"]
+    assert "not-the-password" not in events[-1]["message"]
+    assert "not-the-password" not in hub.log_text()
+    assert fake.servers() == []
