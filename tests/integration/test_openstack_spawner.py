@@ -125,6 +125,34 @@ def test_hub_restart_recovers_running_server(stack):
     assert fake.servers() == []
 
 
+def test_servers_are_polled_with_one_batched_listing(stack):
+    """Two running servers cost one Nova listing per refresh, not one GET per server, and a
+    server deleted outside the hub is noticed from that listing."""
+    import openstack
+    from openstack.config import loader
+
+    hub, fake = stack.hub, stack.fake
+    for user in ("alice", "bob"):
+        assert spawn_and_follow(hub, user)[-1].get("ready")
+    ids = {s["id"] for s in fake.servers()}
+    fake.requests(clear=True)
+    time.sleep(3)  # measurement window: let the 1 s refresh and 1 s hub polls run
+    seen = fake.requests()
+    # (the node runner lists too, without the hub's tag: not counted)
+    listings = [r for r in seen if r["path"] == "/compute/v2.1/servers/detail" and "test-hub" in r["query"]]
+    per_server = [r for r in seen if any(r["path"].endswith(i) for i in ids)]
+    assert listings and not per_server, seen
+    assert len(listings) <= 5, listings  # ~1 per second for both servers together
+
+    region = loader.OpenStackConfig(config_files=[str(stack.clouds_yaml)], load_envvars=False).get_one(cloud="fake")
+    conn = openstack.connection.Connection(config=region)
+    alice_id = next(s["id"] for s in fake.servers() if s["metadata"]["hybrid-owner"] == "alice")
+    conn.compute.delete_server(alice_id)
+    wait_for(lambda: hub.server_model("alice") is None, what="the hub to notice the deleted server")
+    assert hub.server_model("bob")["ready"]
+    hub.stop_server("bob")
+
+
 def test_build_error_shows_nova_fault_and_deletes_server(stack):
     hub, fake = stack.hub, stack.fake
     fake.inject_build_failure("No valid host was found. There are not enough hosts available.")

@@ -90,7 +90,7 @@ def make_handler(cloud: Cloud, router: Router, not_found):
                 base_url=f"http://{host}", cloud=cloud,
             )
             with cloud.lock:
-                cloud.requests.append((req.method, req.path))
+                cloud.requests.append((req.method, req.path, parts.query))
             fail = None if parts.path.startswith("/_fake") else cloud.take_fail(req.method, req.path)
             if fail is not None:
                 resp = json_response(fail.status, {"error": {"code": fail.status, "message": "injected failure"}})
