@@ -66,8 +66,12 @@ class FakeOpenStack:
     def set_quotas(self, **quotas) -> None:
         self.control("PUT", "/quotas", quotas)
 
-    def fail_requests(self, path_prefix: str, status: int = 503, method: str = "*", count: int = -1) -> None:
-        self.control("POST", "/fail", {"path_prefix": path_prefix, "status": status, "method": method, "count": count})
+    def fail_requests(self, path_prefix: str, status: int = 503, method: str = "*", count: int = -1,
+                      after: bool = False) -> None:
+        """Answer matching requests with ``status``; with ``after`` the request is carried out
+        first (the client loses the answer to a request that succeeded)."""
+        self.control("POST", "/fail", {"path_prefix": path_prefix, "status": status, "method": method,
+                                       "count": count, "after": after})
 
     def clear_failures(self) -> None:
         self.control("DELETE", "/fail")

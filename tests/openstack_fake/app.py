@@ -92,9 +92,7 @@ def make_handler(cloud: Cloud, router: Router, not_found):
             with cloud.lock:
                 cloud.requests.append((req.method, req.path, parts.query))
             fail = None if parts.path.startswith("/_fake") else cloud.take_fail(req.method, req.path)
-            if fail is not None:
-                resp = json_response(fail.status, {"error": {"code": fail.status, "message": "injected failure"}})
-            else:
+            if fail is None or fail.after:
                 try:
                     resp = router.dispatch(req, not_found)
                 except Exception as e:  # a bug in the fake must show, not hang the client
@@ -102,6 +100,8 @@ def make_handler(cloud: Cloud, router: Router, not_found):
 
                     traceback.print_exc()
                     resp = json_response(500, {"computeFault": {"code": 500, "message": f"fake error: {e}"}})
+            if fail is not None:
+                resp = json_response(fail.status, {"error": {"code": fail.status, "message": "injected failure"}})
             self._send(resp)
 
         def _send(self, resp: Response):

@@ -30,7 +30,7 @@ def set_quotas(req: Request) -> Response:
 def add_fail(req: Request) -> Response:
     body = _body(req)
     fail = Fail(body.get("method", "*"), body.get("path_prefix", "/"), int(body.get("status", 503)),
-                int(body.get("count", -1)))
+                int(body.get("count", -1)), bool(body.get("after", False)))
     with req.cloud.lock:
         req.cloud.fails.append(fail)
     return Response(204)

@@ -83,6 +83,7 @@ class Fail:
     path_prefix: str
     status: int
     count: int  # -1 means until cleared
+    after: bool = False  # process the request, then answer with the failure (a lost answer)
 
 
 class QuotaExceeded(Exception):
