@@ -153,6 +153,22 @@ def test_servers_are_polled_with_one_batched_listing(stack):
     hub.stop_server("bob")
 
 
+def test_unreachable_nova_does_not_stop_servers(stack):
+    """Failed listings mean "unknown", never "gone": the server stays while Nova answers 503."""
+    hub, fake = stack.hub, stack.fake
+    assert spawn_and_follow(hub, "alice")[-1].get("ready")
+    failures_before = hub.log_text().count("status refresh failed")
+    fake.fail_requests("/compute/v2.1/servers/detail", status=503, method="GET")
+    try:
+        wait_for(lambda: hub.log_text().count("status refresh failed") > failures_before, what="a failed refresh")
+        time.sleep(2)  # two more hub polls (1 s interval) during the outage
+        assert hub.server_model("alice")["ready"]
+    finally:
+        fake.clear_failures()
+    assert len(fake.servers()) == 1
+    hub.stop_server("alice")
+
+
 def test_build_error_shows_nova_fault_and_deletes_server(stack):
     hub, fake = stack.hub, stack.fake
     fake.inject_build_failure("No valid host was found. There are not enough hosts available.")
