@@ -13,6 +13,8 @@ from pathlib import Path
 
 from hybrid_spawner.local.processes import ManagedProcess, child_env, free_port, http_ok
 
+from .control import clouds_yaml_entries
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -85,23 +87,7 @@ class FakeOpenStack:
     # -- client configuration -----------------------------------------------------------
     def cloud_entries(self) -> dict:
         """clouds.yaml entries: ``fake`` (password), ``fake-appcred`` and ``fake-admin``."""
-        c = self.config
-        common = {"region_name": c["region"], "identity_api_version": 3, "interface": "public"}
-        password = lambda user: {  # noqa: E731
-            "auth_type": "password",
-            "auth": {"auth_url": c["auth_url"], "username": user, "password": c["users"][user],
-                     "project_name": c["project_name"], "user_domain_name": c["domain_name"],
-                     "project_domain_name": c["domain_name"]},
-            **common,
-        }
-        cred = c["application_credentials"][0]
-        return {
-            "fake": password("demo"),
-            "fake-admin": password("admin"),
-            "fake-appcred": {"auth_type": "v3applicationcredential",
-                             "auth": {"auth_url": c["auth_url"], "application_credential_id": cred["id"],
-                                      "application_credential_secret": cred["secret"]}, **common},
-        }
+        return clouds_yaml_entries(self.config)
 
     def write_clouds_yaml(self, path) -> Path:
         """JSON is valid YAML, so the file needs no YAML writer."""

@@ -73,17 +73,42 @@ def requests_seen(req: Request) -> Response:
     return json_response(200, {"requests": seen})
 
 
-def describe(req: Request) -> Response:
-    c = req.cloud
-    return json_response(200, {
-        "auth_url": f"{req.base_url}/identity/v3", "region": c.region, "project_id": c.project_id,
+def cloud_description(c, base_url: str) -> dict:
+    """What a client needs to know about the fake (users, ids, the Keystone URL)."""
+    return {
+        "auth_url": f"{base_url}/identity/v3", "region": c.region, "project_id": c.project_id,
         "project_name": c.project_name, "domain_name": c.domain_name,
         "users": {u.name: u.password for u in c.users.values()},
         "application_credentials": [{"id": a.id, "name": a.name, "secret": a.secret} for a in c.app_creds.values()],
         "networks": {n["name"]: n["id"] for n in c.networks.values()},
         "images": {i["name"]: i["id"] for i in c.images.values()},
         "flavors": {f["name"]: f["id"] for f in c.flavors.values()},
-    })
+    }
+
+
+def clouds_yaml_entries(c: dict) -> dict:
+    """clouds.yaml entries for a description: ``fake`` (password), ``fake-appcred``, ``fake-admin``."""
+    common = {"region_name": c["region"], "identity_api_version": 3, "interface": "public"}
+
+    def password(user: str) -> dict:
+        return {"auth_type": "password",
+                "auth": {"auth_url": c["auth_url"], "username": user, "password": c["users"][user],
+                         "project_name": c["project_name"], "user_domain_name": c["domain_name"],
+                         "project_domain_name": c["domain_name"]},
+                **common}
+
+    cred = c["application_credentials"][0]
+    return {
+        "fake": password("demo"),
+        "fake-admin": password("admin"),
+        "fake-appcred": {"auth_type": "v3applicationcredential",
+                         "auth": {"auth_url": c["auth_url"], "application_credential_id": cred["id"],
+                                  "application_credential_secret": cred["secret"]}, **common},
+    }
+
+
+def describe(req: Request) -> Response:
+    return json_response(200, cloud_description(req.cloud, req.base_url))
 
 
 def reset(req: Request) -> Response:
