@@ -340,6 +340,8 @@ class RemoteSpawner(Spawner):
             return None
         self.last_stop_message = f"{self.describe_node()} was stopped outside JupyterHub ({seen.detail})."
         self.log.warning("%s: %s", self._log_name, self.last_stop_message)
+        # A stopped (not terminated) node still costs money and would be forgotten: end it.
+        await self._terminate_quietly(self.node_id)
         self._forget_node()
         return 0
 
