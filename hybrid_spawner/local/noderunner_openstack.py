@@ -1,12 +1,14 @@
-"""Boot Nova servers locally: run each ACTIVE server's user-data as a local process.
+"""The local node runner's Nova instance source: OpenStack servers "boot" as local processes.
 
-The demo's and the tests' stand-in for a hypervisor. The source lists the project's servers
-through the real Nova API (as a project admin: Nova shows ``user_data`` to admins only, from
-microversion 2.3), and the runner starts each ACTIVE server's user-data script with
-``HYBRID_NODE_BIND_IP`` set to the server's fixed IP (a loopback address in the fake's
-default subnet), and stops the process when the server is deleted.
+Plugs into :mod:`hybrid_spawner.local.noderunner`. The source lists the hub's servers through
+the real Nova API, as a project admin (Nova shows ``user_data`` to admins only, from
+microversion 2.3), in one tagged listing per look. Each ACTIVE server's user-data runs once,
+bound to the server's own fixed IP: the fake's ``research-private`` subnet is a loopback range
+(127.42.0.0/24), so the hub reaches the node at the address Nova reports, as it would on a
+real tenant network.
 
-Run: ``python -m hybrid_spawner.local.noderunner_openstack --cloud fake-admin --clouds-yaml FILE --workdir DIR``
+Run: ``python -m hybrid_spawner.local.noderunner_openstack --cloud fake-admin
+--clouds-yaml FILE --hub-id HUB --workdir DIR [--allow-root]``
 """
 
 from __future__ import annotations
@@ -15,27 +17,11 @@ import argparse
 import base64
 import binascii
 import logging
-import os
 import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
+import threading
 
-from ..openstack_request import classify_status
-from .processes import child_env
-
-log = logging.getLogger("hybrid-noderunner-openstack")
-
-
-@dataclass(frozen=True)
-class LocalInstance:
-    """A server that should be running here: its id, fixed IP and decoded boot script."""
-
-    id: str
-    address: str
-    user_data: str
+from ..openstack_request import classify_status, hub_tag
+from .noderunner import InstanceSource, NodeRunner, SourceInstance
 
 
 def first_fixed_ipv4(addresses: dict | None) -> str | None:
@@ -55,120 +41,82 @@ def decode_user_data(value: str | None) -> str | None:
         return None
 
 
-class NovaInstanceSource:
-    """Lists the project's ACTIVE servers with their user-data (blocking, openstacksdk)."""
+class NovaInstanceSource(InstanceSource):
+    """The servers tagged for one hub, with their fixed IPs and user-data (blocking)."""
 
-    name = "openstack"
+    def __init__(self, cloud: str, clouds_yaml: str, hub_id: str):
+        from ..openstack_connection import ConnectionSettings
 
-    def __init__(self, cloud: str, clouds_yaml: str = "", tag: str = ""):
-        from ..openstack_connection import ConnectionSettings, connect
+        self.settings = ConnectionSettings.build(cloud=cloud, clouds_yaml=clouds_yaml)
+        self.tag = hub_tag(hub_id)
+        self.seen: dict[str, tuple[str | None, str | None]] = {}  # id -> (fixed IP, user_data)
 
-        self._settings = ConnectionSettings.build(cloud=cloud, clouds_yaml=clouds_yaml)
-        self._connect = connect
-        self.tag = tag
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--cloud", default="fake-admin", help="clouds.yaml entry of a project admin")
+        parser.add_argument("--clouds-yaml", default="", help="clouds.yaml path (default: openstacksdk's search path)")
 
-    def running(self) -> list[LocalInstance]:
-        conn = self._connect(self._settings)
-        query = {"tags": self.tag} if self.tag else {}
-        found = []
-        for server in conn.compute.servers(details=True, **query):
-            if classify_status(server.status, server.task_state) != "running":
-                continue
-            script = decode_user_data(server.user_data)
-            address = first_fixed_ipv4(server.addresses)
-            if script and address:
-                found.append(LocalInstance(server.id, address, script))
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "NovaInstanceSource":
+        return cls(args.cloud, args.clouds_yaml, args.hub_id)
+
+    def list_instances(self) -> list[SourceInstance]:
+        from ..openstack_connection import connect
+
+        found, seen = [], {}
+        for server in connect(self.settings).compute.servers(details=True, tags=self.tag):
+            seen[server.id] = (first_fixed_ipv4(server.addresses), server.user_data)
+            found.append(SourceInstance(server.id, classify_status(server.status, server.task_state)))
+        self.seen = seen
         return found
 
+    def boot_script(self, instance_id: str) -> str | None:
+        return decode_user_data(self.seen.get(instance_id, (None, None))[1])
 
-class LocalNodes:
-    """The processes standing in for booted servers, one process group each."""
-
-    def __init__(self, workdir: Path, extra_env: dict | None = None):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.extra_env = extra_env or {}
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.finished: set[str] = set()  # a node whose boot script ended does not boot again
-
-    def sync(self, wanted: list[LocalInstance]) -> None:
-        wanted_ids = {i.id for i in wanted}
-        for node_id in [n for n in self.procs if n not in wanted_ids]:
-            self.stop(node_id)
-        for inst in wanted:
-            proc = self.procs.get(inst.id)
-            if proc is None and inst.id not in self.finished:
-                self.boot(inst)
-            elif proc is not None and proc.poll() is not None:
-                log.info("node %s: boot script exited with %s", inst.id, proc.returncode)
-                del self.procs[inst.id]
-                self.finished.add(inst.id)
-
-    def boot(self, inst: LocalInstance) -> None:
-        script = self.workdir / f"{inst.id}.user-data"
-        script.write_text(inst.user_data)
-        script.chmod(0o700)
-        env = child_env({"HYBRID_NODE_BIND_IP": inst.address, **self.extra_env})
-        with open(self.workdir / f"{inst.id}.log", "ab") as out:
-            self.procs[inst.id] = subprocess.Popen(
-                ["/bin/bash", str(script)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.workdir, start_new_session=True,
-            )
-        log.info("node %s: booted at %s (pid %d)", inst.id, inst.address, self.procs[inst.id].pid)
-
-    def stop(self, node_id: str, timeout: float = 10.0) -> None:
-        proc = self.procs.pop(node_id)
-        self.finished.add(node_id)
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-            except ProcessLookupError:
-                pass
-        log.info("node %s: stopped", node_id)
-
-    def stop_all(self) -> None:
-        for node_id in list(self.procs):
-            self.stop(node_id)
+    def address(self, instance_id: str) -> str:
+        return self.seen.get(instance_id, (None, None))[0] or "127.0.0.1"
 
 
-def run(source: NovaInstanceSource, nodes: LocalNodes, interval: float, stop_flag: list) -> None:
-    while not stop_flag:
+SOURCE = NovaInstanceSource
+
+
+class NovaNodeRunner(NodeRunner):
+    """A NodeRunner whose nodes listen on their server's fixed IP instead of 127.0.0.1."""
+
+    _booting: str | None = None
+
+    def boot(self, instance_id: str) -> None:
+        self._booting = instance_id
         try:
-            nodes.sync(source.running())
-        except Exception as e:  # a cloud hiccup must not kill the booted nodes
-            log.warning("listing servers failed: %s", e)
-        time.sleep(interval)
+            super().boot(instance_id)
+        finally:
+            self._booting = None
+
+    def node_env(self, port: int) -> dict:
+        env = super().node_env(port)
+        if self._booting is not None:
+            env["HYBRID_NODE_BIND_IP"] = self.source.address(self._booting)
+        return env
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Run OpenStack servers' user-data as local processes")
-    parser.add_argument("--cloud", required=True, help="clouds.yaml entry of a project admin (sees user_data)")
-    parser.add_argument("--clouds-yaml", default="", help="path of clouds.yaml (default: openstacksdk's search path)")
+    parser = argparse.ArgumentParser(description="Run the hub's OpenStack servers' user-data as local processes")
+    parser.add_argument("--hub-id", required=True, help="OpenStackSpawner.hub_id of the hub")
     parser.add_argument("--workdir", required=True, help="where boot scripts and node logs go")
-    parser.add_argument("--tag", default="", help="only boot servers with this Nova tag")
-    parser.add_argument("--interval", type=float, default=0.5, help="seconds between listings")
-    parser.add_argument("--env", action="append", default=[], metavar="K=V", help="extra node environment")
+    parser.add_argument("--status-file", help="JSON file rewritten after every look")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks")
+    parser.add_argument("--allow-root", action="store_true", help="pass --allow-root to the single-user servers")
+    NovaInstanceSource.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    extra = dict(item.split("=", 1) for item in args.env)
-    nodes = LocalNodes(Path(args.workdir), extra)
-    stop_flag: list = []
-
-    def on_signal(*_):
-        stop_flag.append(True)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        run(NovaInstanceSource(args.cloud, args.clouds_yaml, args.tag), nodes, args.interval, stop_flag)
-    finally:
-        nodes.stop_all()
+    runner = NovaNodeRunner(NovaInstanceSource.from_args(args), args.workdir, allow_root=args.allow_root,
+                            status_file=args.status_file)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner.run(args.interval, stop)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

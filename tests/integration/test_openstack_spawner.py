@@ -122,9 +122,10 @@ def test_status_comes_from_one_batched_listing(stack):
     fake.requests(clear=True)
     time.sleep(3)  # measurement window: let the 1 s refresh and 1 s hub polls run
     seen = fake.requests()
-    # (the node runner lists too, without the hub's tag: not counted)
-    listings = [r for r in seen if r["path"] == "/compute/v2.1/servers/detail" and "test-hub" in r["query"]]
-    per_server = [r for r in seen if any(r["path"].endswith(i) for i in ids)]
+    hub_calls = [r for r in seen if r["user"] == "demo"]  # the node runner lists too, as "admin"
+    listings = [r for r in hub_calls if r["path"] == "/compute/v2.1/servers/detail"]
+    assert all(r["query"] == "tags=hybrid-hub%3Atest-hub" for r in listings), listings
+    per_server = [r for r in hub_calls if any(r["path"].endswith(i) for i in ids)]
     assert listings and not per_server, seen
     assert len(listings) <= 5, listings  # ~1 per second for both servers together
 

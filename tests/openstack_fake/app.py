@@ -89,8 +89,9 @@ def make_handler(cloud: Cloud, router: Router, not_found):
                 headers={k.lower(): v for k, v in self.headers.items()}, raw=raw,
                 base_url=f"http://{host}", cloud=cloud,
             )
+            caller = cloud.token(req.headers.get("x-auth-token"))
             with cloud.lock:
-                cloud.requests.append((req.method, req.path, parts.query))
+                cloud.requests.append((req.method, req.path, parts.query, caller.user.name if caller else None))
             fail = None if parts.path.startswith("/_fake") else cloud.take_fail(req.method, req.path)
             if fail is None or fail.after:
                 try:

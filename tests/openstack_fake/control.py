@@ -67,7 +67,8 @@ def dump_servers(req: Request) -> Response:
 
 def requests_seen(req: Request) -> Response:
     with req.cloud.lock:
-        seen = [{"method": m, "path": p, "query": q} for m, p, q in req.cloud.requests if not p.startswith("/_fake")]
+        seen = [{"method": m, "path": p, "query": q, "user": u} for m, p, q, u in req.cloud.requests
+                if not p.startswith("/_fake")]
         if req.method == "DELETE":
             req.cloud.requests.clear()
     return json_response(200, {"requests": seen})

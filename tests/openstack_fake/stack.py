@@ -4,6 +4,7 @@ cloud and the local node runner. Used by the integration tests and the benchmark
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -28,7 +29,7 @@ c.OpenStackSpawner.flavor = "m1.small"
 c.OpenStackSpawner.networks = ["research-private"]
 c.OpenStackSpawner.security_groups = ["jupyter-nodes"]
 c.OpenStackSpawner.key_name = "research-key"
-c.OpenStackSpawner.hub_id = "test-hub"
+c.OpenStackSpawner.hub_id = {hub_id!r}
 c.OpenStackSpawner.node_python = sys.executable
 c.OpenStackSpawner.start_timeout = 60
 c.OpenStackSpawner.http_timeout = 60
@@ -59,7 +60,7 @@ class OpenStackStack:
 
 
 @contextmanager
-def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFIG):
+def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFIG, hub_id: str = "test-hub"):
     """Start the node runner and a hub against a running ``fake``; stop both on exit."""
     base = Path(base)
     base.mkdir(parents=True, exist_ok=True)
@@ -71,12 +72,12 @@ def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFI
     runner = ManagedProcess(
         "noderunner-openstack",
         [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack", "--cloud", "fake-admin",
-         "--clouds-yaml", clouds_yaml, "--workdir", nodes_dir, "--interval", "0.3",
-         "--env", "HYBRID_NODE_EXTRA_ARGS=--allow-root"],
-        log_dir=base, cwd=REPO_ROOT, env=child_env(),
+         "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes_dir, "--interval", "0.3",
+         "--status-file", nodes_dir / "status.json", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        log_dir=base, cwd=REPO_ROOT, env=child_env(), ready=(nodes_dir / "status.json").exists,
     )
     runner.start()
-    hub = LocalHub(base / "hub", hub_config.format(clouds_yaml=str(clouds_yaml)))
+    hub = LocalHub(base / "hub", hub_config.format(clouds_yaml=str(clouds_yaml), hub_id=hub_id))
     try:
         hub.start()
         yield OpenStackStack(hub, fake, runner, clouds_yaml, nodes_dir)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import time
 from types import SimpleNamespace
 
 import pytest
 from keystoneauth1 import exceptions as ks
 from openstack import exceptions as osx
 
-from hybrid_spawner.local.noderunner_openstack import LocalInstance, LocalNodes, decode_user_data, first_fixed_ipv4
+from hybrid_spawner.local.noderunner_openstack import NovaNodeRunner, decode_user_data, first_fixed_ipv4
 from hybrid_spawner.openstack_connection import ConnectionSettings, describe_sdk_error
 from hybrid_spawner.openstack_poller import observe_server
 from hybrid_spawner.poller import NodeState
@@ -85,19 +84,13 @@ def test_node_runner_helpers():
     assert decode_user_data("not base64!") is None and decode_user_data(None) is None
 
 
-def test_local_nodes_boot_once_and_stop_when_server_goes(tmp_path):
-    nodes = LocalNodes(tmp_path, {"EXTRA": "1"})
-    marker = tmp_path / "booted"
-    inst = LocalInstance("srv-1", "127.42.0.10",
-                         f'#!/bin/bash\necho "$HYBRID_NODE_BIND_IP $EXTRA" >> {marker}\nexec sleep 60\n')
-    nodes.sync([inst])
-    deadline = time.monotonic() + 10
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc = nodes.procs["srv-1"]
-    nodes.sync([inst])  # still listed: not booted twice
-    assert marker.read_text() == "127.42.0.10 1\n"
-    nodes.sync([])  # server deleted: its process group is stopped
-    assert proc.poll() is not None and nodes.procs == {}
-    nodes.sync([inst])  # a stopped server id never boots again
-    assert nodes.procs == {}
+def test_nova_nodes_listen_on_their_servers_fixed_ip(tmp_path):
+    marker = tmp_path / "bound"
+    script = f'#!/bin/bash\necho "$HYBRID_NODE_BIND_IP" > {marker}\n'
+    source = SimpleNamespace(boot_script=lambda _id: script, address=lambda _id: "127.42.0.11")
+    runner = NovaNodeRunner(source, tmp_path / "nodes")
+    runner.boot("srv-1")
+    proc, _port = runner.nodes["srv-1"]
+    proc.proc.wait(10)
+    assert marker.read_text() == "127.42.0.11\n"
+    assert runner.node_env(1)["HYBRID_NODE_BIND_IP"] == "127.0.0.1"  # outside a boot: the base default
