@@ -10,7 +10,6 @@ this class only speaks Nova, Glance and Neutron, always from worker threads.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
@@ -99,11 +98,18 @@ class OpenStackSpawner(RemoteSpawner):
         accounting. Visible to every member of the project: never put secrets here.""",
     )
     hub_id = Unicode(
-        "",
+        "jupyterhub",
         config=True,
-        help="""Identifies this hub's servers in the project (a Nova tag and metadata). Set it when
-        several hubs share a project; empty derives a stable id from the hub's API URL.
-        Changing it orphans running servers from the hub's view.""",
+        help="""Identifies this hub's servers in the project: the Nova tag hybrid-hub:<hub_id>
+        (status polling lists exactly the servers with it) and the hybrid-hub metadata key. Give
+        every hub sharing a project a distinct value (at most 49 characters, no ',' or '/'), and
+        do not change it while servers run: the hub would no longer see them.""",
+    )
+    port = Integer(
+        8888,
+        config=True,
+        help="""Port of the notebook server on the Nova server. Every server has its own IP, so one
+        fixed port keeps the security group rule simple (TCP 8888 from the hub only).""",
     )
     build_poll_interval = Float(
         2.0, config=True, help="""Longest wait in seconds between two looks at a building server."""
@@ -122,11 +128,6 @@ class OpenStackSpawner(RemoteSpawner):
             region_name=self.region_name,
         )
 
-    def effective_hub_id(self) -> str:
-        if self.hub_id:
-            return self.hub_id
-        return hashlib.sha256(self.hub.api_url.encode()).hexdigest()[:12]
-
     async def _call(self, fn, *args, **kwargs):
         """Run a blocking SDK call in a worker thread with the shared connection."""
         settings = self.connection_settings()
@@ -142,8 +143,8 @@ class OpenStackSpawner(RemoteSpawner):
             self.connection_settings().validate()
         except ValueError as e:
             raise SpawnFailed(f"OpenStack is misconfigured on the hub: {e}") from None
-        self._plan_base = self._server_plan(user_data="")
         try:
+            self._plan_base = self._server_plan(user_data="")
             plan_rules.validate_plan(self._plan_base)
         except plan_rules.PlanError as e:
             raise SpawnFailed(f"OpenStack is misconfigured on the hub: {e}") from None
@@ -168,7 +169,7 @@ class OpenStackSpawner(RemoteSpawner):
         return ids, networks[0].name
 
     def _server_plan(self, user_data: str) -> plan_rules.ServerPlan:
-        hub_id = self.effective_hub_id()
+        hub_id = self.hub_id
         return plan_rules.ServerPlan(
             name=plan_rules.server_name(self.server_name_template, username=self.user.name,
                                         servername=self.name or "", hub_id=hub_id),
@@ -259,7 +260,7 @@ class OpenStackSpawner(RemoteSpawner):
 
     def status_cache(self) -> OpenStackStatusCache:
         settings = self.connection_settings()
-        hub_id = self.effective_hub_id()
+        hub_id = self.hub_id
         return OpenStackStatusCache.shared(
             (settings.cache_key(), hub_id), self.status_refresh_interval, lambda: connect(settings), hub_id
         )

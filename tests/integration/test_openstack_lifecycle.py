@@ -51,7 +51,8 @@ async def test_missing_flavor_or_network_is_named_and_nothing_is_created(opensta
     for traits, words in [({"flavor": "m9.huge"}, "flavor 'm9.huge' does not exist"),
                           ({"networks": ["nowhere"]}, "network 'nowhere' does not exist"),
                           ({"networks": []}, "set OpenStackSpawner.networks"),
-                          ({"cloud": "", "auth": {}}, "needs either `cloud`")]:
+                          ({"cloud": "", "auth": {}}, "needs either `cloud`"),
+                          ({"hub_id": "a/b"}, "cannot be a Nova tag")]:
         with pytest.raises(SpawnFailed) as err:
             await make_spawner(openstack_cloud, **traits).check_options()
         assert words in err.value.jupyterhub_message
