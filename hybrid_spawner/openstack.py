@@ -10,6 +10,7 @@ this class only speaks Nova, Glance and Neutron, always from worker threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
@@ -185,7 +186,7 @@ class OpenStackSpawner(RemoteSpawner):
     async def launch_node(self, script: str) -> str:
         from openstack import exceptions as osx
 
-        plan = plan_rules.ServerPlan(**{**self._plan_base.__dict__, "user_data": script})
+        plan = dataclasses.replace(self._plan_base, user_data=script)
         attrs = plan_rules.create_server_attrs(plan, self._ids)
         self.server_name = plan.name
         try:

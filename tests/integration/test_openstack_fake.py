@@ -74,6 +74,16 @@ def test_keystone_rejects_wrong_password_with_401(openstack_cloud):
     assert "X-Subject-Token" not in headers
 
 
+def test_unscoped_token_has_no_catalog_and_no_access(openstack_cloud):
+    fake = openstack_cloud.fake
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": {"name": "Default"}, "password": fake.config["users"]["demo"]}}}}}
+    status, headers, token = http("POST", f"{fake.auth_url}/auth/tokens", body)
+    assert status == 201 and "catalog" not in token["token"] and "project" not in token["token"]
+    status, _, _ = http("GET", f"{fake.url}/compute/v2.1/servers", headers={"X-Auth-Token": headers["X-Subject-Token"]})
+    assert status == 403
+
+
 def test_sdk_authenticates_with_password_and_application_credential(openstack_cloud):
     for cloud in ("fake", "fake-appcred"):
         conn = openstack.connect(cloud=cloud)

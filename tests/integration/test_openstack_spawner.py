@@ -91,7 +91,7 @@ def test_no_token_in_user_data_or_metadata(stack):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 403
-    assert token not in hub.log_text()
+    assert token not in hub.log_text() and credential not in hub.log_text()
     hub.stop_server("bob")
 
 

@@ -88,7 +88,8 @@ def issue_token(req: Request) -> Response:
         user = _find_user(cloud, spec)
         if user is None or spec.get("password") != user.password:
             return unauthorized()
-        if not _scope_ok(cloud, auth.get("scope")):
+        scoped = bool(auth.get("scope"))
+        if scoped and not _scope_ok(cloud, auth.get("scope")):
             return unauthorized("You are not authorized to perform the requested action.")
         roles = user.roles
     elif methods == ["application_credential"]:
@@ -102,10 +103,10 @@ def issue_token(req: Request) -> Response:
             return unauthorized()
         if auth.get("scope"):
             return unauthorized("Application credentials cannot request a scope.")
-        user, roles, app_cred_id = cloud.users[cred.user_id], cred.roles, cred.id
+        user, roles, app_cred_id, scoped = cloud.users[cred.user_id], cred.roles, cred.id, True
     else:
         return unauthorized(f"Unsupported authentication methods: {methods}")
-    token = cloud.issue_token(user, methods, roles, app_cred_id)
+    token = cloud.issue_token(user, methods, roles, app_cred_id, scoped)
     return json_response(201, {"token": token_body(req, token)}, **{"X-Subject-Token": token.id})
 
 
@@ -118,11 +119,14 @@ def token_body(req: Request, token) -> dict:
         "audit_ids": [secrets.token_urlsafe(16)],
         "expires_at": iso(token.expires).replace("Z", ".000000Z"),
         "issued_at": iso(token.issued).replace("Z", ".000000Z"),
-        "project": {"id": cloud.project_id, "name": cloud.project_name, "domain": domain},
-        "is_domain": False,
-        "roles": [{"id": secrets.token_hex(16), "name": r} for r in token.roles],
-        "catalog": catalog(req.base_url, cloud.region),
     }
+    if token.scoped:
+        body.update({
+            "project": {"id": cloud.project_id, "name": cloud.project_name, "domain": domain},
+            "is_domain": False,
+            "roles": [{"id": secrets.token_hex(16), "name": r} for r in token.roles],
+            "catalog": catalog(req.base_url, cloud.region),
+        })
     if token.app_cred_id:
         cred = cloud.app_creds[token.app_cred_id]
         body["application_credential"] = {"id": cred.id, "name": cred.name, "restricted": True}
@@ -148,4 +152,9 @@ def register(router: Router) -> None:
 def authenticate(req: Request) -> Response | None:
     """Service-side token check (keystonemiddleware's job); None when the token is valid."""
     req.token = req.cloud.token(req.headers.get("x-auth-token"))
-    return None if req.token else unauthorized()
+    if req.token is None:
+        return unauthorized()
+    if not req.token.scoped:  # policy refuses project resources to an unscoped token
+        return json_response(403, {"error": {"code": 403, "title": "Forbidden",
+                                             "message": "You are not authorized to perform the requested action."}})
+    return None

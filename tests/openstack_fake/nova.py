@@ -75,6 +75,7 @@ def versioned(handler):
         resp = keystone.authenticate(req) or negotiate(req) or handler(req)
         v = vstr(req.microversion)
         resp.headers.update({
+            "x-compute-request-id": f"req-{uuid.uuid4()}",
             "OpenStack-API-Version": f"compute {v}", "X-OpenStack-Nova-API-Version": v,
             "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version",
         })

@@ -50,6 +50,7 @@ class Token:
     issued: float
     expires: float
     app_cred_id: str | None = None
+    scoped: bool = True  # an unscoped token has no project, no catalog and no access to services
 
 
 @dataclass
@@ -195,9 +196,11 @@ class Cloud:
         return self.networks[nid]
 
     # -- keystone -----------------------------------------------------------------------
-    def issue_token(self, user: User, methods: list[str], roles: list[str], app_cred_id: str | None = None) -> Token:
+    def issue_token(self, user: User, methods: list[str], roles: list[str], app_cred_id: str | None = None,
+                    scoped: bool = True) -> Token:
         now = time.time()
-        token = Token("gAAAAA" + secrets.token_urlsafe(48), user, methods, roles, now, now + 3600, app_cred_id)
+        token = Token("gAAAAA" + secrets.token_urlsafe(48), user, methods, roles if scoped else [], now, now + 3600,
+                      app_cred_id, scoped)
         with self.lock:
             self.tokens[token.id] = token
         return token
