@@ -16,7 +16,7 @@ import time
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from . import openstack_request as plan_rules
-from .openstack_connection import ConnectionSettings, connect, describe_sdk_error, forget
+from .openstack_connection import ConnectionSettings, connect, describe_sdk_error, forget, is_transient
 from .openstack_poller import OpenStackStatusCache
 from .remote import RemoteSpawner, SpawnFailed
 
@@ -227,6 +227,13 @@ class OpenStackSpawner(RemoteSpawner):
                 server = await self._call(lambda conn: conn.compute.get_server(node_id))
             except osx.NotFoundException:
                 raise SpawnFailed(f"OpenStack server {self.server_name} disappeared while building.") from None
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                # A Nova hiccup is no reason to give up: start_timeout bounds the wait.
+                self.log.warning("%s: looking at %s failed (%s); retrying", self._log_name, node_id, e)
+                await asyncio.sleep(self.build_poll_interval)
+                continue
             status, task = (server.status or "").upper(), server.task_state
             if (status, task) != last:
                 last = (status, task)
@@ -255,6 +262,9 @@ class OpenStackSpawner(RemoteSpawner):
                 await self._call(lambda conn: conn.compute.get_server(node_id))
             except osx.NotFoundException:
                 return
+            except Exception as e:
+                if not is_transient(e):
+                    raise
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5.0)
         raise TimeoutError(f"Nova did not delete {node_id} within {self.delete_timeout:.0f} s")

@@ -102,6 +102,16 @@ def forget(settings: ConnectionSettings) -> None:
         _connections.pop(settings, None)
 
 
+def is_transient(error: BaseException) -> bool:
+    """True for errors worth retrying: Nova/Keystone 5xx and 429, or an unreachable endpoint."""
+    from keystoneauth1 import exceptions as ks
+    from openstack import exceptions as osx
+
+    if isinstance(error, (ks.ConnectFailure, ks.ConnectTimeout)):
+        return True
+    return isinstance(error, osx.HttpException) and (error.status_code or 0) in (429, 500, 502, 503, 504)
+
+
 def describe_sdk_error(error: BaseException, settings: ConnectionSettings) -> str | None:
     """A sentence for an expected openstacksdk / keystoneauth error, or None if unexpected.
 

@@ -47,6 +47,15 @@ async def test_launch_wait_and_idempotent_terminate(openstack_cloud):
     await spawner.terminate_node("00000000-0000-0000-0000-000000000000")
 
 
+async def test_nova_hiccup_while_building_is_retried(openstack_cloud):
+    fake = openstack_cloud.fake
+    spawner = make_spawner(openstack_cloud)
+    node_id = await launch(spawner)
+    fake.fail_requests(f"/compute/v2.1/servers/{node_id}", status=503, method="GET", count=2)
+    assert (await spawner.wait_for_address(node_id)).startswith("127.42.0.")
+    await spawner.terminate_node(node_id)
+
+
 async def test_missing_flavor_or_network_is_named_and_nothing_is_created(openstack_cloud):
     for traits, words in [({"flavor": "m9.huge"}, "flavor 'm9.huge' does not exist"),
                           ({"networks": ["nowhere"]}, "network 'nowhere' does not exist"),

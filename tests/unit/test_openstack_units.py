@@ -10,7 +10,7 @@ from keystoneauth1 import exceptions as ks
 from openstack import exceptions as osx
 
 from hybrid_spawner.local.noderunner_openstack import NovaNodeRunner, decode_user_data, first_fixed_ipv4
-from hybrid_spawner.openstack_connection import ConnectionSettings, describe_sdk_error
+from hybrid_spawner.openstack_connection import ConnectionSettings, describe_sdk_error, is_transient
 from hybrid_spawner.openstack_poller import observe_server
 from hybrid_spawner.poller import NodeState
 
@@ -71,6 +71,11 @@ def http_error(status, message):
 ])
 def test_sdk_errors_get_clear_sentences(error, words):
     assert words in describe_sdk_error(error, ConnectionSettings.build(cloud="research"))
+
+
+def test_transient_errors():
+    assert is_transient(http_error(503, "x")) and is_transient(ks.ConnectFailure("x"))
+    assert not is_transient(http_error(403, "x")) and not is_transient(RuntimeError("x"))
 
 
 def test_unexpected_errors_are_not_described():
