@@ -86,15 +86,12 @@ def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFI
         runner.stop()
 
 
-def spawn_and_follow(hub: LocalHub, user: str, timeout: float = 90.0) -> list[dict]:
-    """POST the spawn and read the progress stream to its end (ready or failed).
+def follow_progress(hub: LocalHub, user: str, started: float | None = None, timeout: float = 90.0) -> list[dict]:
+    """Read the user's progress stream (it replays from the first event) to ready or failed.
 
-    Each event gets ``elapsed``: seconds from the POST until the event was read.
+    Each event gets ``elapsed``: seconds from ``started`` (a time.monotonic()) until it was read.
     """
-    started = time.monotonic()
-    status, body = hub.spawn(user)
-    if status not in (201, 202):
-        raise RuntimeError(f"spawn of {user} answered {status}: {body}")
+    started = time.monotonic() if started is None else started
     req = urllib.request.Request(f"{hub.url}/hub/api/users/{user}/server/progress")
     req.add_header("Authorization", f"token {hub.admin_token}")
     events = []
@@ -108,3 +105,17 @@ def spawn_and_follow(hub: LocalHub, user: str, timeout: float = 90.0) -> list[di
                 if event.get("ready") or event.get("failed"):
                     break
     return events
+
+
+def request_spawn(hub: LocalHub, user: str) -> float:
+    """POST the spawn (answered at once: slow_spawn_timeout is 0); returns when it was posted."""
+    started = time.monotonic()
+    status, body = hub.spawn(user)
+    if status not in (201, 202):
+        raise RuntimeError(f"spawn of {user} answered {status}: {body}")
+    return started
+
+
+def spawn_and_follow(hub: LocalHub, user: str, timeout: float = 90.0) -> list[dict]:
+    """Spawn and follow the progress to its end; ``elapsed`` counts from the POST."""
+    return follow_progress(hub, user, request_spawn(hub, user), timeout)
