@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.openstack_fake.stack import follow_progress, request_spawn, spawn_and_follow
+from tests.openstack_fake.stack import request_spawn, spawn_and_follow
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def test_status_comes_from_one_batched_listing(stack):
     hub, fake = stack.hub, stack.fake
     posted = {user: request_spawn(hub, user) for user in ("alice", "bob")}  # two spawns at once
     for user, started in posted.items():
-        assert follow_progress(hub, user, started)[-1].get("ready")
+        assert hub.progress_events(user, since=started)[-1].get("ready")
     ids = {s["id"] for s in fake.servers()}
     fake.requests(clear=True)
     time.sleep(3)  # measurement window: let the 1 s refresh and 1 s hub polls run
