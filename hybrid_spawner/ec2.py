@@ -186,6 +186,9 @@ class EC2Spawner(RemoteSpawner):
             problems.append(f"{self.region!r} is not a known AWS region (EC2Spawner.region)")
         if problems:
             raise SpawnFailed("Could not start the server: " + "; ".join(problems) + ".")
+        if self.security_group_ids:
+            # RunInstances with a network interface does not always say which group is wrong.
+            await self._call("ec2", "describe_security_groups", GroupIds=list(self.security_group_ids))
         self._image_id = await self._resolve_image()
         images = (await self._call("ec2", "describe_images", ImageIds=[self._image_id]))["Images"]
         if not images:

@@ -161,6 +161,7 @@ _MESSAGES = {
     "InvalidKeyPair.NotFound": "key pair does not exist in {region} (EC2Spawner.key_name)",
     "InvalidParameterValue": "EC2 rejected a launch parameter: {aws_message}",
     "InvalidParameterCombination": "EC2 rejected a launch parameter: {aws_message}",
+    "403": "AWS refused the hub's request (HTTP 403); check the hub's credentials and IAM policy",
     "InstanceLimitExceeded": "the AWS account's instance limit is reached; ask the hub admin",
     "VcpuLimitExceeded": "the AWS account's vCPU limit is reached; ask the hub admin",
 }

@@ -125,6 +125,7 @@ class StatusCache:
             return
         self.refreshes += 1
         self.last_error = None
+        log.debug("%s: refreshed %d nodes in %.2fs", type(self).__name__, len(snapshot), time.monotonic() - started)
         self._snapshot = snapshot
         self._snapshot_started = started
 
