@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 from types import SimpleNamespace
 
 import pytest
 
+from hybrid_spawner import openstack as openstack_module
+from hybrid_spawner import openstack_connection as connection
 from hybrid_spawner.openstack import OpenStackSpawner
 from hybrid_spawner.openstack_poller import OpenStackStatusCache
 from hybrid_spawner.poller import NodeState
@@ -33,8 +36,15 @@ async def launch(spawner, script="#!/bin/sh\ntrue\n"):
     return node_id
 
 
-async def test_launch_wait_and_idempotent_terminate(openstack_cloud):
+async def test_launch_wait_and_idempotent_terminate(openstack_cloud, monkeypatch):
     fake = openstack_cloud.fake
+    loop_thread, sdk_threads = threading.get_ident(), []
+
+    def recording_connect(settings):
+        sdk_threads.append(threading.get_ident())
+        return connection.connect(settings)
+
+    monkeypatch.setattr(openstack_module, "connect", recording_connect)
     spawner = make_spawner(openstack_cloud)
     node_id = await launch(spawner)
     ip = await spawner.wait_for_address(node_id)
@@ -45,6 +55,8 @@ async def test_launch_wait_and_idempotent_terminate(openstack_cloud):
     assert fake.servers() == []  # terminate waits until Nova has really deleted it
     await spawner.terminate_node(node_id)  # already gone: still success
     await spawner.terminate_node("00000000-0000-0000-0000-000000000000")
+    # Every SDK call ran in a worker thread, never on the event loop's thread.
+    assert len(sdk_threads) > 5 and loop_thread not in sdk_threads
 
 
 async def test_nova_hiccup_while_building_is_retried(openstack_cloud):
