@@ -72,12 +72,18 @@ async def test_missing_flavor_or_network_is_named_and_nothing_is_created(opensta
     for traits, words in [({"flavor": "m9.huge"}, "flavor 'm9.huge' does not exist"),
                           ({"networks": ["nowhere"]}, "network 'nowhere' does not exist"),
                           ({"networks": []}, "set OpenStackSpawner.networks"),
-                          ({"cloud": "", "auth": {}}, "needs either `cloud`"),
-                          ({"hub_id": "a/b"}, "cannot be a Nova tag")]:
+                          ({"cloud": "", "auth": {}}, "needs either `cloud`")]:
         with pytest.raises(SpawnFailed) as err:
             await make_spawner(openstack_cloud, **traits).check_options()
         assert words in err.value.jupyterhub_message
     assert openstack_cloud.fake.servers() == []
+
+
+async def test_invalid_hub_id_is_refused_when_configured(openstack_cloud):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match="cannot be a Nova tag"):
+        make_spawner(openstack_cloud, hub_id="a/b")
 
 
 async def test_boot_from_volume_and_placement_options(openstack_cloud):
