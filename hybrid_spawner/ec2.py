@@ -226,7 +226,7 @@ class EC2Spawner(RemoteSpawner):
             where = f" in {attempt.subnet_id}" if attempt.subnet_id else ""
             self.log.info("%s: RunInstances %s%s", self._log_name, attempt.instance_type, where)
             try:
-                reply = await self._call("ec2", "run_instances", **request)
+                reply = await self._run_instances(request)
             except botocore.exceptions.ClientError as e:
                 code = e.response.get("Error", {}).get("Code", "")
                 if code not in plan.CAPACITY_ERRORS:
@@ -241,6 +241,17 @@ class EC2Spawner(RemoteSpawner):
             f"Could not start the server: EC2 has no capacity for {', '.join(self.instance_types)} "
             f"right now ({last_error}). Try again later."
         )
+
+    async def _run_instances(self, request: dict, tries: int = 3) -> dict:
+        """RunInstances, retried on garbled replies; the ClientToken makes a retry launch nothing twice."""
+        for attempt in range(tries):
+            try:
+                return await self._call("ec2", "run_instances", **request)
+            except botocore.exceptions.ResponseParserError:
+                if attempt == tries - 1:
+                    raise
+                self.log.warning("%s: unreadable RunInstances reply; retrying with the same client token", self._log_name)
+                await asyncio.sleep(0.5 * 2**attempt)
 
     async def wait_for_address(self, node_id: str) -> str:
         delay = 0.25
