@@ -94,3 +94,18 @@ def test_nodes_are_told_their_servers_fixed_ip():
     assert with_bind_address(script, "127.42.0.11") == (
         "#!/bin/bash\nexport HYBRID_NODE_BIND_IP=127.42.0.11\nset -e\nexec python3 -m hybrid_spawner.node_agent\n")
     assert with_bind_address("echo hi\n", "10.0.0.5") == "export HYBRID_NODE_BIND_IP=10.0.0.5\necho hi\n"
+
+
+def test_example_hub_config_uses_only_real_options():
+    from pathlib import Path
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from hybrid_spawner.openstack import OpenStackSpawner
+
+    path = Path(__file__).resolve().parents[2] / "jupyter_config" / "jupyterhub_config_openstack.py"
+    config = PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    options = set(config.OpenStackSpawner)
+    assert {"cloud", "image", "flavor", "networks", "hub_id"} <= options
+    assert options <= set(OpenStackSpawner.class_trait_names(config=True))
+    assert config.JupyterHub.spawner_class == "hybrid-openstack" and config.JupyterHub.cleanup_servers is False
