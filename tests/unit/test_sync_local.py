@@ -1,0 +1,137 @@
+"""Local side of the sync: listing, excludes, path safety, hashing, manifest, configuration."""
+
+import hashlib
+import os
+
+import pytest
+
+from voila_publisher.hashing import file_digests, multipart_etag
+from voila_publisher.listing import PathOutsideRoot, is_excluded, list_local, normalize_relpath, resolve_selection
+from voila_publisher.manifest import Manifest, ManifestEntry, manifest_path
+from voila_publisher.sync_config import DEFAULT_EXCLUDES, BucketSync
+
+
+def write(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_listing_excludes_checkpoints_hidden_pycache_and_globs(tmp_path):
+    write(tmp_path / "nb.ipynb")
+    write(tmp_path / "sub dir" / "données.csv")
+    write(tmp_path / ".ipynb_checkpoints" / "nb-checkpoint.ipynb")
+    write(tmp_path / "sub dir" / ".ipynb_checkpoints" / "x.ipynb")
+    write(tmp_path / ".hidden")
+    write(tmp_path / ".config" / "secret")
+    write(tmp_path / "pkg" / "__pycache__" / "m.cpython-311.pyc")
+    write(tmp_path / "big.tmp")
+    write(tmp_path / "scratch" / "run1" / "out.txt")
+    listing = list_local(tmp_path, DEFAULT_EXCLUDES + ["*.tmp", "scratch/run1"])
+    assert sorted(listing.files) == ["nb.ipynb", "sub dir/données.csv"]
+    assert listing.errors == []
+
+
+def test_listing_never_follows_a_symlink_out_of_the_root(tmp_path):
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    write(outside / "secret.txt", b"secret")
+    write(root / "inside.txt", b"ok")
+    os.symlink(outside, root / "link-dir")
+    os.symlink(outside / "secret.txt", root / "link-file")
+    os.symlink(root / "inside.txt", root / "alias.txt")  # a link inside the root is fine
+    os.symlink(root, root / "loop")  # a loop back into the root is walked once
+    listing = list_local(root, DEFAULT_EXCLUDES)
+    assert sorted(listing.files) == ["alias.txt", "inside.txt"]
+
+
+def test_listing_reports_unreadable_directories(tmp_path, monkeypatch):
+    # Tests run as root, which reads every directory: make one unreadable the way EACCES looks.
+    write(tmp_path / "locked" / "x")
+    write(tmp_path / "open" / "y")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr("voila_publisher.listing.os.scandir", scandir)
+    listing = list_local(tmp_path, [])
+    assert listing.errors == [("locked", "Permission denied")]
+    assert list(listing.files) == ["open/y"]
+
+
+def test_listing_of_a_selection(tmp_path):
+    write(tmp_path / "a" / "x.ipynb")
+    write(tmp_path / "b" / "y.ipynb")
+    write(tmp_path / "c.ipynb")
+    assert sorted(list_local(tmp_path, [], ["a", "c.ipynb"]).files) == ["a/x.ipynb", "c.ipynb"]
+    assert list_local(tmp_path, [], ["missing"]).files == {}
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../x", "..", "C:\\x", "a\x00b"])
+def test_paths_outside_the_root_are_refused(tmp_path, bad):
+    with pytest.raises(PathOutsideRoot):
+        resolve_selection(tmp_path, [bad])
+
+
+def test_a_path_through_a_link_out_of_the_root_is_refused(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(tmp_path / "out", root / "escape")
+    with pytest.raises(PathOutsideRoot):
+        resolve_selection(root, ["escape/x"])
+
+
+def test_selection_normalizes(tmp_path):
+    assert resolve_selection(tmp_path, ["a/./b/", "c/../d"]) == ["a/b", "d"]
+    assert resolve_selection(tmp_path, ["."]) is None
+    assert normalize_relpath("") == ""
+
+
+def test_excludes_match_components_and_paths():
+    assert is_excluded("a/.git/config", [".*"])
+    assert is_excluded("x/__pycache__/m.pyc", ["__pycache__"])
+    assert is_excluded("data/raw/big.h5", ["data/raw"])
+    assert not is_excluded("data/rawer/big.h5", ["data/raw"])
+    assert not is_excluded("notebook.ipynb", DEFAULT_EXCLUDES)
+
+
+def test_file_digests_give_the_multipart_etag(tmp_path):
+    data = os.urandom(2 * 1024 * 1024 + 123)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    md5, parts, size = file_digests(path, 1024 * 1024)
+    assert md5 == hashlib.md5(data).hexdigest() and size == len(data) and len(parts) == 3
+    expected = hashlib.md5(b"".join(hashlib.md5(data[i : i + 2**20]).digest() for i in range(0, len(data), 2**20))).hexdigest()
+    assert multipart_etag(parts) == f"{expected}-3"
+
+
+def test_manifest_round_trip_and_corrupt_file(tmp_path):
+    path = manifest_path(tmp_path, "http://s3", "bucket", "users/ana/")
+    assert path != manifest_path(tmp_path, "http://s3", "bucket", "users/bob/")
+    manifest = Manifest.load(path)
+    assert manifest.entries == {}
+    manifest.record("nb.ipynb", ManifestEntry(1, 2, "m", "e"))
+    manifest.save()
+    assert Manifest.load(path).entries == {"nb.ipynb": ManifestEntry(1, 2, "m", "e")}
+    path.write_text("{not json")
+    assert Manifest.load(path).entries == {}
+
+
+def test_config_defaults_come_from_the_contract_environment(monkeypatch):
+    monkeypatch.setenv("HYBRID_SYNC_BUCKET", "team-notebooks")
+    monkeypatch.setenv("HYBRID_SYNC_PREFIX", "people/{username}")
+    monkeypatch.setenv("HYBRID_S3_ENDPOINT_URL", "http://rgw:8080")
+    monkeypatch.setenv("HYBRID_S3_REGION", "eu-west-1")
+    config = BucketSync()
+    assert (config.bucket, config.endpoint_url, config.region) == ("team-notebooks", "http://rgw:8080", "eu-west-1")
+    assert config.prefix_for("ana") == "people/ana/"
+    assert config.missing() is None
+    assert config.periodic_interval == 0
+
+
+def test_config_says_what_is_missing(monkeypatch):
+    monkeypatch.delenv("HYBRID_SYNC_BUCKET", raising=False)
+    assert "HYBRID_SYNC_BUCKET" in BucketSync().missing()

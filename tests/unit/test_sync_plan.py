@@ -1,0 +1,158 @@
+"""The sync and restore planners: pure functions of local listing, remote listing and manifest."""
+
+from voila_publisher.hashing import md5_hex, multipart_etag
+from voila_publisher.listing import LocalFile
+from voila_publisher.manifest import ManifestEntry
+from voila_publisher.sync import (
+    RemoteObject,
+    files_to_hash,
+    objects_to_inspect,
+    plan_restore,
+    plan_sync,
+    remote_view,
+)
+
+A = md5_hex(b"version A")
+B = md5_hex(b"version B")  # same length as A: a same-size edit
+MULTI = multipart_etag([b"\x01" * 16, b"\x02" * 16])
+
+
+def test_new_file_is_uploaded_without_hashing():
+    local = {"nb.ipynb": LocalFile(9, 100)}
+    assert files_to_hash(local, {}, {}) == []
+    plan = plan_sync(local, {}, {}, {})
+    assert plan.transfer == ["nb.ipynb"] and plan.skip == []
+
+
+def test_unchanged_file_vouched_by_manifest_is_skipped_without_hashing():
+    local = {"nb.ipynb": LocalFile(9, 100)}
+    remote = {"nb.ipynb": RemoteObject(9, A)}
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, A)}
+    assert files_to_hash(local, remote, manifest) == []
+    plan = plan_sync(local, remote, manifest, {})
+    assert plan.skip == ["nb.ipynb"] and plan.transfer == [] and plan.learned == {}
+
+
+def test_same_size_edit_is_uploaded():
+    local = {"nb.ipynb": LocalFile(9, 200)}  # mtime moved on, size identical
+    remote = {"nb.ipynb": RemoteObject(9, A)}
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, A)}
+    assert files_to_hash(local, remote, manifest) == ["nb.ipynb"]
+    plan = plan_sync(local, remote, manifest, {"nb.ipynb": B})
+    assert plan.transfer == ["nb.ipynb"]
+
+
+def test_same_size_edit_with_older_mtime_and_no_manifest_is_uploaded():
+    # The blind spot of size+time tools: the edit carries an older timestamp.
+    local = {"nb.ipynb": LocalFile(9, 1)}
+    remote = {"nb.ipynb": RemoteObject(9, A)}
+    plan = plan_sync(local, remote, {}, {"nb.ipynb": B})
+    assert plan.transfer == ["nb.ipynb"]
+
+
+def test_touched_but_identical_file_is_skipped_and_learned():
+    local = {"nb.ipynb": LocalFile(9, 300)}
+    remote = {"nb.ipynb": RemoteObject(9, A)}
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, A)}
+    plan = plan_sync(local, remote, manifest, {"nb.ipynb": A})
+    assert plan.skip == ["nb.ipynb"]
+    assert plan.learned == {"nb.ipynb": ManifestEntry(9, 300, A, A)}
+
+
+def test_size_change_needs_no_hash():
+    local = {"nb.ipynb": LocalFile(10, 300)}
+    remote = {"nb.ipynb": RemoteObject(9, A)}
+    assert files_to_hash(local, remote, {}) == []
+    assert plan_sync(local, remote, {}, {}).transfer == ["nb.ipynb"]
+
+
+def test_multipart_object_compared_through_manifest_etag():
+    local = {"big.bin": LocalFile(50, 100)}
+    remote = {"big.bin": RemoteObject(50, MULTI)}
+    manifest = {"big.bin": ManifestEntry(50, 100, A, MULTI)}
+    assert objects_to_inspect(local, remote, manifest) == []
+    assert plan_sync(local, remote, manifest, {}).skip == ["big.bin"]
+
+
+def test_foreign_multipart_object_needs_its_metadata_and_then_compares_by_content():
+    local = {"big.bin": LocalFile(50, 100)}
+    remote = {"big.bin": RemoteObject(50, MULTI)}
+    assert objects_to_inspect(local, remote, {}) == ["big.bin"]
+    # Metadata unreadable: unknown content is uploaded, never assumed equal.
+    assert plan_sync(local, remote, {}, {"big.bin": A}).transfer == ["big.bin"]
+    # Metadata says the same MD5: skipped.
+    resolved = {"big.bin": RemoteObject(50, MULTI, md5=A)}
+    assert plan_sync(local, resolved, {}, {"big.bin": A}).skip == ["big.bin"]
+
+
+def test_local_delete_is_not_propagated_unless_asked():
+    remote = {"gone.ipynb": RemoteObject(3, A), "kept.ipynb": RemoteObject(9, A)}
+    local = {"kept.ipynb": LocalFile(9, 1)}
+    manifest = {"kept.ipynb": ManifestEntry(9, 1, A, A)}
+    assert plan_sync(local, remote, manifest, {}).delete == []
+    assert plan_sync(local, remote, manifest, {}, delete=True).delete == ["gone.ipynb"]
+
+
+def test_incomplete_local_listing_never_deletes():
+    remote = {"unreadable/x.ipynb": RemoteObject(3, A)}
+    assert plan_sync({}, remote, {}, {}, delete=True, listing_complete=False).delete == []
+
+
+def test_remote_replaced_since_last_sync_is_a_conflict_not_an_overwrite():
+    local = {"nb.ipynb": LocalFile(9, 100)}  # untouched here since the last sync
+    remote = {"nb.ipynb": RemoteObject(9, B)}  # someone else uploaded B
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, A)}
+    plan = plan_sync(local, remote, manifest, {})
+    assert plan.conflicts == ["nb.ipynb"] and plan.transfer == []
+
+
+def test_too_large_files_are_reported_not_uploaded():
+    plan = plan_sync({"huge.bin": LocalFile(100, 1)}, {}, {}, {}, max_file_size=99)
+    assert plan.too_large == ["huge.bin"] and plan.transfer == []
+
+
+def test_restore_downloads_missing_and_skips_identical():
+    remote = {"a.ipynb": RemoteObject(9, A), "b.ipynb": RemoteObject(9, A)}
+    local = {"b.ipynb": LocalFile(9, 5)}
+    plan = plan_restore(local, remote, {}, {"b.ipynb": A})
+    assert plan.transfer == ["a.ipynb"] and plan.skip == ["b.ipynb"]
+
+
+def test_restore_never_overwrites_a_locally_changed_file():
+    remote = {"nb.ipynb": RemoteObject(9, B)}
+    local = {"nb.ipynb": LocalFile(9, 500)}  # edited here after the last sync
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, A)}
+    plan = plan_restore(local, remote, manifest, {"nb.ipynb": A.replace("a", "c")})
+    assert plan.conflicts == ["nb.ipynb"] and plan.transfer == []
+    assert plan_restore(local, remote, manifest, {"nb.ipynb": "0" * 32}, overwrite=True).transfer == ["nb.ipynb"]
+
+
+def test_restore_without_manifest_treats_a_differing_local_file_as_conflict():
+    plan = plan_restore({"nb.ipynb": LocalFile(9, 1)}, {"nb.ipynb": RemoteObject(9, B)}, {}, {"nb.ipynb": A})
+    assert plan.conflicts == ["nb.ipynb"]
+
+
+def test_restore_replaces_a_file_untouched_since_the_last_sync():
+    remote = {"nb.ipynb": RemoteObject(9, B)}
+    local = {"nb.ipynb": LocalFile(9, 100)}
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, A)}
+    assert plan_restore(local, remote, manifest, {}).transfer == ["nb.ipynb"]
+
+
+def test_remote_view_maps_prefix_drops_excluded_and_unsafe_keys():
+    objects = {
+        "users/ana/nb.ipynb": RemoteObject(1, A),
+        "users/ana/dir/": RemoteObject(0, A),
+        "users/ana/.ipynb_checkpoints/nb-checkpoint.ipynb": RemoteObject(1, A),
+        "users/ana/../bob/secret": RemoteObject(1, A),
+        "users/ana//abs": RemoteObject(1, A),
+        "users/anabel/other.ipynb": RemoteObject(1, A),
+    }
+    view = remote_view(objects, "users/ana/", [".ipynb_checkpoints", ".*"])
+    assert list(view.objects) == ["nb.ipynb"]
+    assert sorted(view.unsafe_keys) == ["users/ana/../bob/secret", "users/ana//abs"]
+
+
+def test_remote_view_selection():
+    objects = {"p/a/x": RemoteObject(1, A), "p/b/y": RemoteObject(1, A), "p/ab": RemoteObject(1, A)}
+    assert list(remote_view(objects, "p/", [], ["a"]).objects) == ["a/x"]

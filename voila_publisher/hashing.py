@@ -1,0 +1,60 @@
+"""Content hashes as S3 knows them: MD5 for single-part objects, MD5-of-part-MD5s for multipart."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+READ_BLOCK = 1024 * 1024
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def md5_b64(digest: bytes) -> str:
+    """The Content-MD5 header value for a raw digest (the server verifies the body against it)."""
+    return base64.b64encode(digest).decode()
+
+
+def file_md5(path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(READ_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digests(path, chunksize: int) -> tuple[str, list[bytes], int]:
+    """One read of the file: (MD5 of everything, raw MD5 of each ``chunksize`` part, size read)."""
+    whole = hashlib.md5()
+    parts: list[bytes] = []
+    size = 0
+    with open(path, "rb") as f:
+        while True:
+            part = hashlib.md5()
+            remaining = chunksize
+            while remaining:
+                block = f.read(min(READ_BLOCK, remaining))
+                if not block:
+                    break
+                whole.update(block)
+                part.update(block)
+                remaining -= len(block)
+                size += len(block)
+            if remaining == chunksize:
+                break
+            parts.append(part.digest())
+            if remaining:
+                break
+    return whole.hexdigest(), parts, size
+
+
+def multipart_etag(part_digests: list[bytes]) -> str:
+    """The ETag S3 gives an object completed from these parts."""
+    return f"{hashlib.md5(b''.join(part_digests)).hexdigest()}-{len(part_digests)}"
+
+
+def is_plain_md5_etag(etag: str) -> bool:
+    """True for an ETag that is the MD5 of the content (single-part, unencrypted uploads)."""
+    return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)
