@@ -1,0 +1,199 @@
+"""The public Voila host end to end: nginx -> publisher service -> Voila, all real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+import requests
+import websocket
+
+from hybrid_spawner.local.nginx import NginxProcess
+from tests.fixtures.publish import make_notebook
+
+pytestmark = pytest.mark.integration
+
+SOURCE_MARKER = "SECRET_SOURCE_MARKER"
+
+
+def _kernel_id(page: str) -> str:
+    m = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page)
+    assert m, "the rendered page carries no kernel id"
+    return m.group(1)
+
+
+def _tree(directory) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, files in os.walk(directory) for f in files)
+
+
+def test_publish_renders_output_and_no_source_through_nginx(publisher_api, unique_slug, public_host):
+    nb = make_notebook(
+        ("markdown", "# Sales overview"),
+        ("code", f"{SOURCE_MARKER} = 6 * 7\nprint('answer is', {SOURCE_MARKER})"),
+    )
+    r = publisher_api.put("alice", unique_slug, nb)
+    assert r.status_code == 201, r.text
+    dashboard = r.json()
+    assert dashboard == {
+        "owner": "alice", "slug": unique_slug, "title": "Sales overview", "version": 1,
+        "url": f"{public_host.url}/dashboards/alice/{unique_slug}/", "published": dashboard["published"],
+    }
+    page = requests.get(dashboard["url"], timeout=120)
+    assert page.status_code == 200, public_host.log_text()[-3000:]
+    # The output exists only if the kernel executed the cell at render time (outputs were empty).
+    assert "answer is 42" in page.text
+    assert SOURCE_MARKER not in page.text
+    assert "no-store" in page.headers.get("Cache-Control", "") or "no-cache" in page.headers.get("Cache-Control", "")
+
+
+def test_kernel_websocket_upgrades_through_nginx(publisher_api, unique_slug, public_host):
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "import ipywidgets" if False else "x = 1")))
+    page = publisher_api.render("alice", unique_slug)
+    assert page.status_code == 200
+    kernel_id = _kernel_id(page.text)
+    ws_url = public_host.url.replace("http://", "ws://") + f"/dashboards/_voila/api/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(ws_url, timeout=30, origin=public_host.url)
+    try:
+        assert ws.status == 101
+        msg_id = "kernel-info-through-nginx"
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "viewer", "session": "s1", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell", "buffers": [],
+        }))
+        reply = None
+        while reply is None:
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") == msg_id and message["msg_type"] == "kernel_info_reply":
+                reply = message
+        assert reply["content"]["status"] == "ok"
+        assert reply["content"]["language_info"]["name"] == "python"
+    finally:
+        ws.close()
+
+
+def test_republish_changes_content_and_keeps_previous_versions(publisher_api, unique_slug, public_host):
+    for n in (1, 2, 3):
+        r = publisher_api.put("alice", unique_slug, make_notebook(("code", f"print('edition', {n} * 111)")))
+        assert r.status_code == (201 if n == 1 else 200), r.text
+        assert r.json()["version"] == n
+        page = publisher_api.render("alice", unique_slug)
+        assert f"edition {n * 111}" in page.text
+        assert all(f"edition {m * 111}" not in page.text for m in (1, 2, 3) if m != n)
+    versions = sorted(os.listdir(public_host.dashboards_dir / "alice" / unique_slug))
+    # versions_kept=2 in the fixture: the current one and the one before it.
+    assert versions == ["current", "v000002", "v000003"]
+
+
+def test_unpublish_gives_404(publisher_api, unique_slug, public_host):
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('soon gone')")))
+    assert publisher_api.render("alice", unique_slug).status_code == 200
+    assert publisher_api.delete("alice", unique_slug, token_owner="bob").status_code == 403
+    r = publisher_api.delete("alice", unique_slug)
+    assert r.status_code == 204
+    assert publisher_api.render("alice", unique_slug).status_code == 404
+    assert not (public_host.dashboards_dir / "alice" / unique_slug).exists()
+    second = publisher_api.delete("alice", unique_slug)
+    assert second.status_code == 404 and second.json()["reason"] == "not-found"
+
+
+def test_gallery_lists_the_dashboard(publisher_api, unique_slug, public_host):
+    publisher_api.put("carol", unique_slug, make_notebook(("markdown", "# Rainfall <by> region"), ("code", "1")))
+    gallery = requests.get(public_host.url + "/", timeout=30)
+    assert gallery.status_code == 200 and gallery.headers["Content-Type"].startswith("text/html")
+    assert f'href="/dashboards/carol/{unique_slug}/"' in gallery.text
+    assert "Rainfall &lt;by&gt; region" in gallery.text  # titles are escaped
+    listed = publisher_api.list("carol").json()
+    assert [d["slug"] for d in listed if d["slug"] == unique_slug] == [unique_slug]
+    assert all(d["owner"] == "carol" for d in listed)
+
+
+def test_declared_data_files_reach_the_kernel(publisher_api, unique_slug):
+    nb = make_notebook(
+        ("code", "print('rows:', open('data/input.csv').read().count('\\n'))"),
+        metadata={"voila_publisher": {"data_files": ["data/input.csv"]}},
+    )
+    r = publisher_api.put("alice", unique_slug, nb, files={"data/input.csv": b"a,b\n1,2\n3,4\n"})
+    assert r.status_code == 201, r.text
+    assert "rows: 3" in publisher_api.render("alice", unique_slug).text
+
+
+def test_api_refuses_missing_foreign_and_forged_tokens(publisher_api, unique_slug, public_host):
+    nb = make_notebook(("code", "1"))
+    before = _tree(public_host.dashboards_dir)
+    no_token = publisher_api.put("alice", unique_slug, nb, token_owner=False)
+    assert no_token.status_code == 401 and no_token.json()["reason"] == "no-token"
+    # The publisher enforces it as well, not only nginx.
+    direct = requests.put(f"{public_host.publisher.url}/api/dashboards/alice/{unique_slug}", data=json.dumps(nb), timeout=30)
+    assert direct.status_code == 401 and direct.json()["message"]
+    forged = publisher_api.put("alice", unique_slug, nb, token="hp1.YWxpY2U.AAAA")
+    assert forged.status_code == 401 and forged.json()["reason"] == "invalid-token"
+    foreign = publisher_api.put("alice", unique_slug, nb, token_owner="mallory")
+    assert foreign.status_code == 403 and "mallory" in foreign.json()["message"]
+    assert requests.get(publisher_api.url(""), timeout=30).status_code == 401
+    assert _tree(public_host.dashboards_dir) == before
+
+
+BIG = "x" * (11 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    "case, owner, slug, body, status, reason",
+    [
+        ("not json", "alice", "ok-slug", b"PK\x03\x04 a zip file", 400, "invalid-notebook"),
+        ("json, not a notebook", "alice", "ok-slug", b'{"hello": "world"}', 400, "invalid-notebook"),
+        ("schema violation", "alice", "ok-slug", json.dumps({"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode(), 400, "invalid-notebook"),
+        ("too large", "alice", "ok-slug", json.dumps(make_notebook(("code", BIG))).encode(), 413, "too-large"),
+        ("traversal in slug", "alice", "%2E%2E", None, 400, "invalid-name"),
+        ("encoded slash in slug", "alice", "..%2F..%2Fetc", None, 400, "invalid-name"),
+        ("traversal in owner", "%2E%2E", "ok-slug", None, 400, "invalid-name"),
+        ("upper-case slug", "alice", "Bad_Slug", None, 400, "invalid-name"),
+    ],
+)
+def test_bad_uploads_get_json_errors_and_store_nothing(publisher_api, public_host, case, owner, slug, body, status, reason):
+    before = _tree(public_host.dashboards_dir)
+    raw = body if body is not None else json.dumps(make_notebook(("code", "1"))).encode()
+    r = publisher_api.put(owner, slug, None, raw=raw, token_owner="alice")
+    assert r.status_code == status, (case, r.text)
+    error = r.json()
+    assert error["reason"] == reason and error["message"], case
+    assert _tree(public_host.dashboards_dir) == before
+
+
+def test_undeclared_data_file_is_refused(publisher_api, unique_slug, public_host):
+    before = _tree(public_host.dashboards_dir)
+    r = publisher_api.put("alice", unique_slug, make_notebook(("code", "1")), files={"secret.csv": b"a,b"})
+    assert r.status_code == 400 and r.json()["reason"] == "undeclared-file"
+    assert _tree(public_host.dashboards_dir) == before
+
+
+def test_voila_internals_and_old_versions_are_not_public(publisher_api, unique_slug, public_host):
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('v1')")))
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('v2')")))
+    base = public_host.url
+    for path in (
+        f"/dashboards/_voila/voila/render/alice/{unique_slug}/v000001/{unique_slug}.ipynb",
+        f"/_voila_render/alice/{unique_slug}/v000001/{unique_slug}.ipynb",
+        "/dashboards/_voila/",
+        "/dashboards/_voila/voila/tree",
+        f"/dashboards/_voila/voila/files/alice/{unique_slug}/current/{unique_slug}.ipynb",
+        "/dashboards/_voila/api/contents",
+    ):
+        assert requests.get(base + path, timeout=30).status_code == 404, path
+    # The static assets the page needs are served.
+    page = publisher_api.render("alice", unique_slug).text
+    asset = re.search(r'src="(/dashboards/_voila/voila/static/[^"]+)"', page)
+    assert asset and requests.get(base + asset.group(1), timeout=30).status_code == 200
+
+
+def test_api_is_closed_to_networks_not_listed(public_host, tmp_path):
+    outside = NginxProcess(
+        tmp_path / "nginx-outside", publisher_port=public_host.publisher.port,
+        voila_port=public_host.publisher.voila_port, allowed_networks=["10.0.0.0/8"],
+    )
+    with outside:
+        token = public_host.token_for("alice")
+        r = requests.put(f"{outside.url}/api/dashboards/alice/from-outside", data=b"{}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 403 and r.json()["reason"] == "network-denied"
+        assert requests.get(outside.url + "/", timeout=30).status_code == 200  # the gallery stays public
