@@ -37,10 +37,9 @@ function unavailableReason(
   feature: string,
   missing: string | null
 ): Availability {
-  const what = missing
-    ? `the administrator must set ${missing}`
-    : 'ask the administrator to configure it';
-  return { state: 'unavailable', reason: `${feature} is not set up on this server: ${what}.` };
+  // The server's text already names the setting (and who must set it).
+  const what = missing ? missing.replace(/\.$/, '') : 'ask the administrator to configure it';
+  return { state: 'unavailable', reason: `${feature} is off: ${what}.` };
 }
 
 function failedCheck(feature: string, error: unknown): Availability {
@@ -125,6 +124,11 @@ export class HybridModel {
       this._lastJob = status.last;
     }
     this._changed.emit();
+    if (!this._activeJob && status.current) {
+      // A sync the server runs by itself (periodic, or started from another tab): follow
+      // it quietly so the status bar shows it.
+      this.follow(status.current).catch(() => undefined);
+    }
   }
 
   async refreshPublish(): Promise<void> {
