@@ -1,0 +1,379 @@
+"""The lifecycle every remote-node spawner shares: bootstrap, progress, timeouts, state, polling.
+
+A backend (EC2, OpenStack, ...) subclasses :class:`RemoteSpawner` and implements the hooks in
+the section "backend contract" below; everything else — the single-use bootstrap credential,
+progress events for the spawn page, the start timeout, terminating the node on any failure,
+``get_state``/``load_state`` and ``poll()`` from a shared status cache — lives here.
+
+Lifecycle of ``start()``::
+
+    check_options()            validate/resolve input (e.g. an SSM image parameter); nothing exists yet
+    launch_node(script)        the cloud call; returns the node id           -> "launched" event
+    wait_for_address(node_id)  until the node runs; returns its private IP   -> "running" event
+    (node redeems the credential)                                            -> "starting" event
+    (node reports its port)                                                  -> start() returns (ip, port)
+
+If anything fails, times out (``start_timeout``) or is cancelled after ``launch_node`` returned
+— or even while it was still running — ``terminate_node`` is called: a failed spawn leaves no node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Float, Integer, Unicode
+
+from . import bootstrap
+from ._version import __version__
+from .poller import NodeObservation, NodeState, StatusCache
+
+
+class SpawnFailed(web.HTTPError):
+    """A spawn failure with a message meant for the user (shown on the spawn page as is).
+
+    Being an HTTPError, the hub logs it in one line, without a traceback.
+    """
+
+    def __init__(self, message: str, status: int = 500):
+        super().__init__(status, "%s", message)
+        self.jupyterhub_message = message
+
+
+class RemoteSpawner(Spawner):
+    """Base class for spawners whose server runs on a node booted by a cloud or scheduler."""
+
+    #: Short backend name stored in the state (``"ec2"``, ``"openstack"``).
+    backend: str = "remote"
+
+    start_timeout = Float(
+        600,
+        config=True,
+        help="""Seconds from the spawn request until the node's server must have reported its
+        port. Covers the cloud launch, the boot and the server start; after it the node is
+        terminated and the spawn fails. Cloud instances usually need 60-180 s.""",
+    )
+    bootstrap_ttl = Float(
+        0,
+        config=True,
+        help="""Seconds a node's bootstrap credential stays valid after launch (single use in
+        any case). 0 means the same as start_timeout.""",
+    )
+    bootstrap_template = Unicode(
+        bootstrap.DEFAULT_TEMPLATE,
+        config=True,
+        help="""Jinja2 template of the node's boot script: a file name in
+        hybrid_spawner/templates or an absolute path to your own. It receives bootstrap_url,
+        credential, python and run_as; it must run `python -m hybrid_spawner.node_agent` with
+        HYBRID_BOOTSTRAP_URL and HYBRID_BOOTSTRAP_CREDENTIAL exported.""",
+    )
+    node_python = Unicode(
+        "python3",
+        config=True,
+        help="""Python interpreter on the node image that has this package and
+        jupyterhub-singleuser installed, e.g. /opt/jupyter/bin/python.""",
+    )
+    node_user = Unicode(
+        "",
+        config=True,
+        help="""Unix account on the node that runs the single-user server (boot scripts run as
+        root). Empty runs it as the boot script's user; nodes running as root then need
+        HYBRID_NODE_EXTRA_ARGS=--allow-root in their environment or `--allow-root` in Spawner.args.""",
+    )
+    status_refresh_interval = Float(
+        30,
+        config=True,
+        help="""Seconds between two refreshes of the shared status cache. One batched API call
+        per interval covers every server of this hub, so this can be short without cost
+        concerns; out-of-band terminations are detected within one interval.""",
+    )
+
+    # State (restored by load_state).
+    node_id = Unicode(None, allow_none=True)
+    node_ip = Unicode(None, allow_none=True)
+    node_port = Integer(None, allow_none=True)
+    last_stop_message = Unicode("")
+
+    # ------------------------------------------------------------------ backend contract
+    async def check_options(self) -> None:
+        """Validate and resolve everything the launch needs, before anything is created.
+
+        Raise :class:`SpawnFailed` with an actionable message for bad input (unknown image,
+        subnet, region ...). Default: nothing to check.
+        """
+
+    async def launch_node(self, script: str) -> str:
+        """Ask the backend for a node that runs ``script`` at boot; return the node's id.
+
+        Must not return before the backend has accepted the request, and must either create
+        exactly one node or raise having created none (retries and fallbacks are inside). It
+        may emit progress with :meth:`emit`. Runs blocking SDK calls in threads. If the spawn
+        is cancelled meanwhile, this coroutine still runs to completion and the node it
+        returns is terminated.
+        """
+        raise NotImplementedError
+
+    async def wait_for_address(self, node_id: str) -> str:
+        """Wait until ``node_id`` runs and return the private IP the hub connects to.
+
+        Raise :class:`SpawnFailed` if the node ends up stopped or failed. May be cancelled
+        (start timeout); the base class terminates the node then.
+        """
+        raise NotImplementedError
+
+    async def terminate_node(self, node_id: str) -> None:
+        """Delete the node. Idempotent: a node that is already gone is success."""
+        raise NotImplementedError
+
+    def status_cache(self) -> StatusCache:
+        """The shared :class:`StatusCache` this spawner's nodes are watched by."""
+        raise NotImplementedError
+
+    def describe_error(self, error: BaseException) -> str | None:
+        """A user-facing sentence for an expected backend error, or None for "unexpected".
+
+        Must contain no secret. Unexpected errors are logged with a traceback and shown to
+        the user as a generic failure.
+        """
+        return None
+
+    def describe_node(self) -> str:
+        """A short description for progress messages, e.g. ``i-0abc (t3.medium)``."""
+        return str(self.node_id)
+
+    def backend_state(self) -> dict:
+        """Backend-specific fields for ``get_state`` (e.g. instance type)."""
+        return {}
+
+    def load_backend_state(self, state: dict) -> None:
+        """Restore what :meth:`backend_state` stored."""
+
+    def clear_backend_state(self) -> None:
+        """Forget what :meth:`backend_state` stored."""
+
+    # ------------------------------------------------------------------ progress
+    def emit(self, progress: int, message: str) -> None:
+        """Add a progress event for the spawn page (``progress`` in 0..100)."""
+        self._events.append({"progress": progress, "message": message})
+        self._event_signal.set()
+
+    async def progress(self):
+        """Stream the events of the current start (replayed from the first one to each reader)."""
+        seen = 0
+        while True:
+            events = self._events
+            while seen < len(events):
+                yield events[seen]
+                seen += 1
+            task = self._start_task
+            if task is None or task.done():
+                return
+            self._event_signal.clear()
+            try:
+                await asyncio.wait_for(self._event_signal.wait(), 1)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ lifecycle
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._events: list[dict] = []
+        self._event_signal = asyncio.Event()
+        self._start_task: asyncio.Task | None = None
+
+    async def start(self):
+        self._events = []
+        if self.last_stop_message:
+            self.emit(0, f"Your previous server stopped: {self.last_stop_message}")
+            self.last_stop_message = ""
+        self._start_task = asyncio.ensure_future(self._start_node())
+        return await self._start_task
+
+    def _bootstrap_payload(self) -> dict:
+        return bootstrap.spawner_payload(self)
+
+    async def _start_node(self):
+        deadline = time.monotonic() + self._internal_timeout()
+        entry = None
+        try:
+            self.emit(5, "Checking the server options")
+            await self.check_options()
+            ttl = self.bootstrap_ttl or self.start_timeout
+            entry, credential = bootstrap.registry.issue(self._log_name, self._bootstrap_payload, ttl)
+            script = bootstrap.render_bootstrap_script(
+                bootstrap.hub_api_url(self),
+                credential,
+                template=self.bootstrap_template,
+                python=self.node_python,
+                run_as=self.node_user,
+                ttl=ttl,
+            )
+            del credential
+            self.emit(10, "Requesting a node")
+            self.node_id = await self._launch_without_orphans(script)
+            self.status_cache().track(self.node_id)
+            self.emit(30, f"Launched {self.describe_node()}")
+            ip = await self._until(deadline, "the node to run", self.wait_for_address(self.node_id))
+            self.node_ip = ip
+            self.emit(50, f"Node running at {ip}; waiting for it to boot")
+            await self._until(deadline, "the node to call the hub", self._watch(entry.wait_redeemed()))
+            self.emit(70, "Node booted; the notebook server is starting")
+            port = await self._until(deadline, "the notebook server to start", self._watch(entry.wait_port()))
+            self.node_port = port
+            self.emit(90, f"Notebook server listening at {ip}:{port}")
+            return ip, port
+        except BaseException as e:
+            await self._discard_node()
+            raise self._user_facing(e) from None
+        finally:
+            if entry is not None:
+                entry.close()
+
+    def _internal_timeout(self) -> float:
+        # Fail (and clean up) a little before the hub's own start_timeout, so the user sees why.
+        return max(1.0, self.start_timeout - min(5.0, self.start_timeout * 0.1))
+
+    async def _launch_without_orphans(self, script: str) -> str:
+        launch = asyncio.ensure_future(self.launch_node(script))
+        try:
+            return await asyncio.shield(launch)
+        except asyncio.CancelledError:
+            launch.add_done_callback(self._terminate_late_launch)
+            raise
+
+    def _terminate_late_launch(self, launch: asyncio.Future) -> None:
+        if launch.cancelled() or launch.exception() is not None:
+            return
+        node_id = launch.result()
+        self.log.warning("%s: spawn cancelled during launch; terminating %s", self._log_name, node_id)
+        asyncio.ensure_future(self._terminate_quietly(node_id))
+
+    async def _until(self, deadline: float, what: str, awaitable):
+        remaining = deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(awaitable, max(0.1, remaining))
+        except asyncio.TimeoutError:
+            raise SpawnFailed(
+                f"Timed out after {self.start_timeout:.0f} s waiting for {what}; "
+                f"{self.describe_node()} has been terminated."
+            ) from None
+
+    async def _watch(self, awaitable):
+        """Await a bootstrap step, failing early if the node disappears meanwhile."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=min(5.0, self.status_refresh_interval))
+                if done:
+                    return task.result()
+                seen = self.status_cache().observe(self.node_id)
+                if seen.state is NodeState.GONE:
+                    raise SpawnFailed(f"{self.describe_node()} stopped while booting: {seen.detail}")
+        finally:
+            task.cancel()
+
+    def _user_facing(self, error: BaseException) -> BaseException:
+        if isinstance(error, (SpawnFailed, asyncio.CancelledError)):
+            return error
+        message = self.describe_error(error)
+        if message is None:
+            self.log.error("%s: unexpected error while starting", self._log_name, exc_info=error)
+            message = f"Unexpected error while starting the server ({type(error).__name__}); see the hub log."
+        else:
+            self.log.warning("%s: spawn failed: %s", self._log_name, message)
+        return SpawnFailed(message)
+
+    async def _discard_node(self) -> None:
+        if self.node_id:
+            await self._terminate_quietly(self.node_id)
+        self._forget_node()
+
+    async def _terminate_quietly(self, node_id: str) -> None:
+        for attempt in range(3):
+            try:
+                await self.terminate_node(node_id)
+                self.log.info("%s: terminated %s", self._log_name, node_id)
+                return
+            except Exception as e:
+                self.log.warning("%s: terminating %s failed (%s), attempt %d", self._log_name, node_id, e, attempt + 1)
+                await asyncio.sleep(1 + 2 * attempt)
+        self.log.error("%s: could not terminate %s; it must be removed by hand", self._log_name, node_id)
+
+    def _forget_node(self) -> None:
+        if self.node_id:
+            try:
+                self.status_cache().untrack(self.node_id)
+            except NotImplementedError:
+                pass
+        self.node_id = self.node_ip = self.node_port = None
+        self.clear_backend_state()
+
+    async def stop(self, now=False):
+        """Terminate the node (cancelling a start in progress first). Idempotent."""
+        task = self._start_task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task  # its cleanup terminates the node
+            except BaseException:
+                pass
+        await self._discard_node()
+
+    async def poll(self):
+        """None while the node runs, is starting, or its state is unknown; 0 once it is gone.
+
+        Reads the shared status cache only. A node stopped or terminated out of band is
+        reported gone with ``last_stop_message`` set; the message survives in the state and
+        is shown as the first progress event of the next start.
+        """
+        if self._start_task is not None and not self._start_task.done():
+            return None
+        if not self.node_id:
+            return 0
+        cache = self.status_cache()
+        cache.track(self.node_id)
+        seen: NodeObservation = cache.observe(self.node_id)
+        if seen.state is not NodeState.GONE:
+            return None
+        self.last_stop_message = f"{self.describe_node()} was stopped outside JupyterHub ({seen.detail})."
+        self.log.warning("%s: %s", self._log_name, self.last_stop_message)
+        # A stopped (not terminated) node still costs money and would be forgotten: end it.
+        await self._terminate_quietly(self.node_id)
+        self._forget_node()
+        return 0
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.node_id:
+            state.update(
+                spawner_version=__version__,
+                backend=self.backend,
+                node_id=self.node_id,
+                node_ip=self.node_ip,
+                node_port=self.node_port,
+                **self.backend_state(),
+            )
+        if self.last_stop_message:
+            state["last_stop_message"] = self.last_stop_message
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.last_stop_message = state.get("last_stop_message", "")
+        if state.get("node_id") and state.get("backend", self.backend) == self.backend:
+            self.node_id = state["node_id"]
+            self.node_ip = state.get("node_ip")
+            self.node_port = state.get("node_port")
+            self.load_backend_state(state)
+            try:
+                self.status_cache().track(self.node_id)
+            except RuntimeError:
+                pass  # no event loop yet (hub still loading); poll() tracks it
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self._forget_node()

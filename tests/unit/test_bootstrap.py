@@ -1,0 +1,119 @@
+"""The bootstrap credential store and the boot script, without a hub."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from hybrid_spawner import bootstrap
+from hybrid_spawner.bootstrap import BootstrapRegistry, CredentialRejected, render_bootstrap_script
+
+PAYLOAD = {"environment": {"JUPYTERHUB_API_TOKEN": "api-token-secret"}, "command": ["jupyterhub-singleuser"], "port": 0}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def new_registry():
+    clock = FakeClock()
+    return BootstrapRegistry(clock=clock), clock
+
+
+async def test_credential_redeems_once_and_replay_is_refused():
+    reg, _ = new_registry()
+    entry, cred = reg.issue("alice", lambda: dict(PAYLOAD), ttl=60)
+    answer = reg.redeem(cred)
+    assert answer["environment"]["JUPYTERHUB_API_TOKEN"] == "api-token-secret"
+    assert answer["report_secret"] and answer["report_secret"] != cred
+    assert entry.redeemed.is_set()
+    with pytest.raises(CredentialRejected) as e:
+        reg.redeem(cred)
+    assert e.value.reason == "replayed credential" and e.value.label == "alice"
+    assert cred not in str(e.value)
+
+
+async def test_expired_and_unknown_credentials_are_refused():
+    reg, clock = new_registry()
+    _, cred = reg.issue("bob", lambda: dict(PAYLOAD), ttl=60)
+    clock.now += 61
+    with pytest.raises(CredentialRejected, match="expired"):
+        reg.redeem(cred)
+    with pytest.raises(CredentialRejected, match="replayed"):
+        reg.redeem(cred)
+    with pytest.raises(CredentialRejected, match="unknown"):
+        reg.redeem("not-a-credential")
+    for bad in (None, "", 42, ["x"]):
+        with pytest.raises(CredentialRejected, match="missing"):
+            reg.redeem(bad)
+
+
+async def test_registry_holds_only_hashes():
+    reg, _ = new_registry()
+    entry, cred = reg.issue("carol", lambda: dict(PAYLOAD), ttl=60)
+    assert cred not in repr(reg.__dict__) and cred not in repr(entry)
+
+
+@pytest.mark.parametrize("bad", ["8888", 8888.0, True, 0, 65536, -1, None, [8888]])
+async def test_port_report_accepts_only_an_integer_port(bad):
+    reg, _ = new_registry()
+    entry, cred = reg.issue("dave", lambda: dict(PAYLOAD), ttl=60)
+    secret = reg.redeem(cred)["report_secret"]
+    with pytest.raises(ValueError):
+        reg.report_port(secret, bad)
+    assert not entry.port.done()
+    reg.report_port(secret, 8888)
+    assert await asyncio.wait_for(entry.wait_port(), 1) == 8888
+    with pytest.raises(CredentialRejected, match="spent"):
+        reg.report_port(secret, 8889)
+
+
+async def test_report_secret_is_scoped_to_its_spawner():
+    reg, _ = new_registry()
+    a, cred_a = reg.issue("a", lambda: dict(PAYLOAD), ttl=60)
+    b, cred_b = reg.issue("b", lambda: dict(PAYLOAD), ttl=60)
+    secret_a = reg.redeem(cred_a)["report_secret"]
+    reg.redeem(cred_b)
+    reg.report_port(secret_a, 9000)
+    assert a.port.result() == 9000 and not b.port.done()
+    with pytest.raises(CredentialRejected):
+        reg.report_port(cred_b, 9001)  # the credential is not a report secret
+
+
+async def test_close_revokes_everything():
+    reg, _ = new_registry()
+    entry, cred = reg.issue("erin", lambda: dict(PAYLOAD), ttl=60)
+    entry.close()
+    assert reg.pending_count() == 0
+    with pytest.raises(CredentialRejected):
+        reg.redeem(cred)
+    assert entry.port.cancelled()
+
+
+def test_script_carries_url_and_credential_only():
+    script = render_bootstrap_script("http://10.0.0.5:8081/hub/api/", "cred-'x", ttl=600)
+    assert "export HYBRID_BOOTSTRAP_URL=http://10.0.0.5:8081/hub/api/hybrid/bootstrap" in script
+    assert "export HYBRID_BOOTSTRAP_CREDENTIAL='cred-'\"'\"'x'" in script
+    assert "JUPYTERHUB_API_TOKEN" not in script and "10 minute" in script
+    assert script.startswith("#!/bin/bash\n")
+    subprocess.run(["bash", "-n"], input=script.encode(), check=True)
+
+
+def test_script_runs_as_node_user_when_asked():
+    script = render_bootstrap_script("http://hub/hub/api", "c", python="/opt/jupyter/bin/python", run_as="jovyan")
+    assert "runuser -u jovyan --preserve-environment -- /opt/jupyter/bin/python -m hybrid_spawner.node_agent" in script
+    subprocess.run(["bash", "-n"], input=script.encode(), check=True)
+
+
+def test_handlers_are_registered_once_on_import():
+    from jupyterhub import handlers
+
+    bootstrap.register_hub_handlers()
+    paths = [h[0] for h in handlers.default_handlers]
+    assert paths.count(bootstrap.BOOTSTRAP_PATH) == 1 and paths.count(bootstrap.PORT_PATH) == 1
