@@ -1,0 +1,277 @@
+"""HybridSpawner: the researcher picks a profile, the profile's backend spawner runs the server.
+
+A modern ProfilesSpawner/WrapSpawner. Profiles come from ``c.HybridSpawner.profiles`` (see
+:mod:`hybrid_spawner.profiles` for the schema); ``start()`` checks ``user_options`` against them
+— whether they came from the form or the REST API — and only then builds the backend spawner
+(EC2, OpenStack or Slurm) with the profile's overrides and starts it. The backend and the
+child's state are persisted, so a hub restart finds every server again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jupyterhub.spawner import Spawner
+from jupyterhub.utils import maybe_future
+from tornado import web
+from traitlets import Any as AnyTrait
+from traitlets import Callable, Dict, Float, List, TraitError, Unicode, Union, default
+from traitlets.utils.importstring import import_item
+
+from ._version import __version__
+from .profiles import (
+    Profile,
+    ProfileConfigError,
+    ProfileRequestError,
+    default_profile,
+    form_field,
+    form_to_user_options,
+    parse_profiles,
+    resolve,
+    visible_profiles,
+)
+
+try:  # JupyterHub >= 5.0
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # pragma: no cover - older hubs
+
+    class SpawnException(web.HTTPError):
+        def __init__(self, message, *, reason, status_code=400, **_):
+            super().__init__(status_code, "%s", message)
+            self.reason = reason
+            self.jupyterhub_message = message
+
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Attributes the hub sets on a spawner at creation (User._new_spawner) that a child needs too.
+INHERITED_ATTRIBUTES = (
+    "user",
+    "orm_spawner",
+    "hub",
+    "authenticator",
+    "proxy_spec",
+    "_deprecated_db_session",
+    "oauth_client_id",
+    "cookie_options",
+    "cookie_host_prefix_enabled",
+    "trusted_alt_names",
+    "public_url",
+    "public_hub_url",
+    "internal_ssl",
+    "internal_trust_bundles",
+    "internal_certs_location",
+)
+# Attributes the hub sets just before start() (User.spawn).
+PER_START_ATTRIBUTES = ("api_token", "admin_access", "cert_paths", "handler")
+
+
+class HybridSpawner(Spawner):
+    """Offers the admin's profiles and delegates to the chosen backend's spawner."""
+
+    profiles = Union(
+        [List(Dict()), Callable()],
+        default_value=[],
+        config=True,
+        help="""The profiles offered on the spawn page, a list of dicts (or a callable, possibly
+        async, taking the spawner and returning one, to compute it per user). Each dict has
+        slug, display_name, description, default, backend ("ec2", "openstack", "slurm"),
+        overrides (trait values for that backend's spawner), options (what the researcher may
+        choose: {"cpus": {"trait": "req_nprocs", "min": 1, "max": 8}, "partition": {"trait":
+        "req_partition", "choices": ["debug", "batch"]}}), allowed_groups / allowed_users
+        (JupyterHub group and user names; omitted = everyone) and cost_per_hour (shown in the
+        form). Requests are checked against these in start(), also when they come through the
+        REST API. See docs/slurm.md for examples.""",
+    )
+    backend_classes = Dict(
+        {
+            "ec2": "hybrid_spawner.ec2.EC2Spawner",
+            "openstack": "hybrid_spawner.openstack.OpenStackSpawner",
+            "slurm": "hybrid_spawner.slurm.SlurmSpawner",
+        },
+        config=True,
+        help="""Spawner class per backend name, as import strings. Configure each class as
+        usual (c.EC2Spawner..., c.SlurmSpawner...); a profile's overrides come on top.""",
+    )
+    form_template = Unicode(
+        "",
+        config=True,
+        help="""Absolute path of a Jinja2 template that replaces the built-in spawn form
+        (hybrid_spawner/templates/form.html). It receives `profiles` (visible to the user),
+        `selected` (the pre-selected slug), `field` (field(profile, option) -> input name) and
+        `last_values` (the user's last option values).""",
+    )
+    start_timeout = Float(
+        900,
+        config=True,
+        help="""Upper bound the hub waits for any backend's start. Keep it at or above the
+        largest start_timeout of the backend spawners: each backend fails (and cleans up)
+        on its own, shorter timeout first, so the user sees why.""",
+    )
+
+    child = AnyTrait(None, allow_none=True)
+    child_backend = Unicode("")
+    child_profile = Unicode("")
+    child_overrides = Dict()
+
+    @default("options_form")
+    def _options_form_default(self):
+        return HybridSpawner._render_form
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        return form_to_user_options
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._child_ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ profiles
+    def _group_names(self) -> list[str]:
+        return [g.name for g in getattr(self.user, "groups", [])]
+
+    async def load_profiles(self) -> list[Profile]:
+        raw = self.profiles
+        if callable(raw):
+            raw = await maybe_future(raw(self))
+        try:
+            return parse_profiles(raw)
+        except ProfileConfigError as e:
+            self.log.error("HybridSpawner.profiles is invalid: %s", e)
+            raise SpawnException(
+                "The server profiles are misconfigured; please tell your administrator.",
+                reason="profiles-config",
+                status_code=500,
+                log_message=f"HybridSpawner.profiles is invalid: {e}",
+            ) from None
+
+    async def _render_form(self) -> str:
+        profiles = visible_profiles(await self.load_profiles(), self.user.name, self._group_names())
+        if not profiles:
+            return "<p class='alert alert-warning'>No server profile is available to you. Ask your administrator.</p>"
+        last = dict(self.orm_spawner.user_options or {}) if self.orm_spawner is not None else {}
+        selected = default_profile(profiles, last.get("profile"))
+        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        if self.form_template:
+            template = env.from_string(Path(self.form_template).read_text())
+        else:
+            template = env.from_string((TEMPLATES / "form.html").read_text())
+        return template.render(
+            profiles=profiles,
+            selected=selected.slug,
+            field=form_field,
+            last_values=last if last.get("profile") == selected.slug else {},
+        )
+
+    # ------------------------------------------------------------------ child spawner
+    def _build_child(self, backend: str, overrides: dict[str, Any]) -> Spawner:
+        if backend not in self.backend_classes:
+            raise SpawnException(
+                f"Backend {backend!r} is not enabled on this hub.", reason="profiles-config", status_code=500
+            )
+        cls = import_item(self.backend_classes[backend])
+        kwargs = {name: getattr(self, name) for name in INHERITED_ATTRIBUTES if self.has_trait(name) and hasattr(self, name)}
+        kwargs["config"] = self.config
+        kwargs["user_options"] = dict(self.user_options or {})
+        child = cls(**kwargs)
+        for name, value in overrides.items():
+            _set_override(child, name, value)
+        return child
+
+    def _adopt(self, child: Spawner, backend: str, slug: str, overrides: dict) -> None:
+        self.child, self.child_backend, self.child_profile, self.child_overrides = child, backend, slug, dict(overrides)
+        self._child_ready.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self):
+        self._child_ready.clear()
+        profiles = await self.load_profiles()
+        try:
+            resolution = resolve(profiles, self.user_options, self.user.name, self._group_names())
+        except ProfileRequestError as e:
+            self.log.warning("%s: refused spawn request: %s", self._log_name, e)
+            raise SpawnException(f"Invalid server options: {e}", reason="invalid-options", status_code=400) from None
+        self.user_options = resolution.user_options
+        child = self._build_child(resolution.profile.backend, dict(resolution.overrides))
+        for name in PER_START_ATTRIBUTES:
+            if hasattr(self, name) and child.has_trait(name):
+                setattr(child, name, getattr(self, name))
+        child.user_options = dict(self.user_options)
+        self._adopt(child, resolution.profile.backend, resolution.profile.slug, resolution.overrides)
+        self.log.info("%s: starting profile %s on %s", self._log_name, resolution.profile.slug, resolution.profile.backend)
+        return await child.start()
+
+    async def stop(self, now=False):
+        if self.child is not None:
+            await self.child.stop(now=now)
+
+    async def poll(self):
+        if self.child is None:
+            return 0
+        return await self.child.poll()
+
+    async def progress(self):
+        try:
+            await asyncio.wait_for(self._child_ready.wait(), 30)
+        except asyncio.TimeoutError:
+            return
+        async for event in self.child.progress():
+            yield event
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.child is not None:
+            state.update(
+                hybrid_version=__version__,
+                backend=self.child_backend,
+                profile=self.child_profile,
+                overrides=self.child_overrides,
+                child_state=self.child.get_state(),
+            )
+        return state
+
+    def load_state(self, state: dict) -> None:
+        """Rebuild the backend spawner from the stored backend and overrides (not from the
+        current profiles: an admin editing profiles must not orphan a running server)."""
+        super().load_state(state)
+        backend = state.get("backend")
+        if not backend or backend not in self.backend_classes:
+            return
+        try:
+            child = self._build_child(backend, state.get("overrides") or {})
+        except Exception:
+            self.log.exception("%s: cannot restore the %s spawner from state", self._log_name, backend)
+            return
+        child.load_state(state.get("child_state") or {})
+        self._adopt(child, backend, state.get("profile", ""), state.get("overrides") or {})
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        if self.child is not None:
+            self.child.clear_state()
+        self.child = None
+        self.child_backend = self.child_profile = ""
+        self.child_overrides = {}
+        self._child_ready.clear()
+
+
+def _set_override(child: Spawner, name: str, value: Any) -> None:
+    """Set a profile override, coercing numbers for string traits (req_nprocs is a Unicode)."""
+    if not child.has_trait(name):
+        raise SpawnException(
+            "The server profile is misconfigured; please tell your administrator.",
+            reason="profiles-config",
+            status_code=500,
+            log_message=f"profile override {name!r} is not a configurable trait of {type(child).__name__}",
+        )
+    try:
+        setattr(child, name, value)
+    except TraitError:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(child, name, str(value))
+        else:
+            raise
