@@ -20,9 +20,7 @@ The hybrid research cloud demo is running on this machine.
      instance launching and booting. JupyterLab opens when the server is ready.
   3. Open welcome.ipynb and press "Sync" in the notebook toolbar: the notebook lands in
      s3://{bucket}/users/{user}/ on SeaweedFS ({s3}).
-  4. Press "Publish", confirm, then "Open dashboard" in the notification: the public Voila
-     host shows the results without the code. All dashboards: {dashboards}/
-
+{publish_step}
   Logs and data: {directory}
 Press Ctrl-C to stop everything.
 """
@@ -42,7 +40,14 @@ def main(argv=None) -> int:
     stack = DemoStack(directory.resolve(), with_slurm=not args.no_slurm)
     try:
         stack.start()
-        print(INSTRUCTIONS.format(**stack.urls), flush=True)
+        urls = stack.urls
+        publish_step = (
+            '  4. Press "Publish", confirm, then "Open dashboard" in the notification: the public Voila\n'
+            f"     host shows the results without the code. All dashboards: {urls['dashboards']}/\n"
+            if urls["dashboards"]
+            else "  4. (Publishing needs nginx for the public Voila host: apt-get install nginx.)\n"
+        )
+        print(INSTRUCTIONS.format(**urls, publish_step=publish_step), flush=True)
         while not stop.wait(1):
             pass
         say("stopping…")

@@ -36,6 +36,7 @@ class DemoHubSettings:
     singleuser: str
     homes: str
     welcome_notebook: str
+    # Empty when there is no public host (no nginx): publishing is then shown as not set up.
     publisher_secret_file: str
     node_environment: dict = field(default_factory=dict)
     slurm: bool = False
@@ -84,9 +85,10 @@ c.Spawner.notebook_dir = {s.homes!r} + "/{{username}}"
 
 # What the hub hands every node (docs/contracts.md): the bucket, the publisher, and a
 # per-user publish token derived from the secret shared with the public host.
-_PUBLISH_SECRET = pathlib.Path({s.publisher_secret_file!r}).read_text().strip()
 _environment = {s.node_environment!r}
-_environment["HYBRID_PUBLISHER_TOKEN"] = lambda spawner: derive_publish_token(_PUBLISH_SECRET, spawner.user.name)
+if {s.publisher_secret_file!r}:
+    _PUBLISH_SECRET = pathlib.Path({s.publisher_secret_file!r}).read_text().strip()
+    _environment["HYBRID_PUBLISHER_TOKEN"] = lambda spawner: derive_publish_token(_PUBLISH_SECRET, spawner.user.name)
 # Lab settings in a hidden folder of the home (hidden names are never synced).
 _environment["JUPYTERLAB_SETTINGS_DIR"] = lambda spawner: str(_lab_settings(spawner.user.name))
 c.Spawner.environment = _environment

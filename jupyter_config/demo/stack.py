@@ -95,6 +95,7 @@ class DemoStack:
     directory: Path
     with_slurm: bool = True
     urls: dict = field(default_factory=dict)
+    # Groups of stop functions, in start order; a group's parts stop side by side.
     _stops: list = field(default_factory=list)
 
     def start(self) -> "DemoStack":
@@ -112,15 +113,20 @@ class DemoStack:
 
         moto = MotoServer(d / "moto")
         s3 = SeaweedS3(d / "seaweedfs")
-        host = PublicHost(d / "public-host")
-        say("starting moto server (EC2), SeaweedFS (S3) and the public Voila host (publisher, Voila, nginx)…")
+        parts = [moto, s3]
+        # The publisher hands rendering to Voila through nginx: no nginx, no public host.
+        host = PublicHost(d / "public-host") if shutil.which("nginx") else None
+        if host is None:
+            say("no public Voila host: nginx is not installed (Publish will say it is not set up)")
+        else:
+            parts.append(host)
+        say("starting moto server (EC2), SeaweedFS (S3)" + (" and the public Voila host (publisher, Voila, nginx)…" if host else "…"))
         # Independent parts start side by side: the demo is ready sooner.
-        with ThreadPoolExecutor(3) as pool:
-            starts = {name: pool.submit(part.start) for name, part in (("moto", moto), ("s3", s3), ("host", host))}
-            for name, part in (("moto", moto), ("s3", s3), ("host", host)):
-                if not starts[name].exception():
-                    self._stops.append(part.stop)
-            for future in starts.values():
+        with ThreadPoolExecutor(len(parts)) as pool:
+            starts = [(part, pool.submit(part.start)) for part in parts]
+            # One group: these stop side by side too, after everything that uses them.
+            self._stops.append([part.stop for part, future in starts if not future.exception()])
+            for _, future in starts:
                 future.result()
 
         s3.create_bucket(BUCKET)
@@ -131,14 +137,19 @@ class DemoStack:
         runner.env.update(MOTO_CREDENTIALS)
         say("starting the node runner (boots EC2 instances as local processes)…")
         runner.start()
-        self._stops.append(runner.stop)
+        self._stops.append([runner.stop])
 
         slurm_env = self._maybe_start_slurm()
 
-        secret_file = d / "publisher-secret"
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(host.secret)
+        secret_file = ""
+        publisher_env = {}
+        if host is not None:
+            secret_file = d / "publisher-secret"
+            # The shared secret goes through a 0600 file: never a command line or a log.
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(host.secret)
+            publisher_env = {"HYBRID_PUBLISHER_URL": host.api_url, "HYBRID_PUBLIC_URL": host.url}
         homes = d / "homes"
         homes.mkdir(exist_ok=True)
         os.chmod(homes, 0o755)
@@ -161,22 +172,21 @@ class DemoStack:
                 "HYBRID_SYNC_BUCKET": BUCKET,
                 "HYBRID_S3_ENDPOINT_URL": s3.url,
                 "HYBRID_S3_REGION": REGION,
-                "HYBRID_PUBLISHER_URL": host.api_url,
-                "HYBRID_PUBLIC_URL": host.url,
+                **publisher_env,
             },
             slurm=slurm_env is not None,
         )
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
         say("starting JupyterHub with HybridSpawner…")
         hub.start(timeout=90)
-        self._stops.append(hub.stop)
+        self._stops.append([hub.stop])
 
         self.urls = {
             "hub": hub.url,
             "login": f"{hub.url}/hub/login",
             "user": DEMO_USER,
             "password": PASSWORD,
-            "dashboards": host.url,
+            "dashboards": host.url if host else None,
             "s3": s3.url,
             "bucket": BUCKET,
             "moto": moto.url,
@@ -204,14 +214,16 @@ class DemoStack:
         except Exception as e:  # the demo still works with EC2 alone
             say(f"no Slurm profile: the local cluster did not start ({e})")
             return None
-        self._stops.append(cluster.stop)
+        self._stops.append([cluster.stop])
         return {"SLURM_CONF": str(cluster.conf_path)}
 
     def stop(self) -> None:
-        """Stop every part that started, the last started first."""
+        """Stop every part that started, the last started first (a group side by side)."""
         while self._stops:
-            stop = self._stops.pop()
-            try:
-                stop()
-            except Exception as e:  # keep stopping the others
-                print(f"demo: stopping a part failed: {e}", file=sys.stderr)
+            group = self._stops.pop()
+            with ThreadPoolExecutor(max(1, len(group))) as pool:
+                for future in [pool.submit(stop) for stop in group]:
+                    try:
+                        future.result()
+                    except Exception as e:  # keep stopping the others
+                        print(f"demo: stopping a part failed: {e}", file=sys.stderr)

@@ -45,6 +45,13 @@ def test_sync_then_restore(cloud_lab, page, shots):
     assert f"{cloud_lab.prefix}field-notes.ipynb" in cloud_lab.bucket_keys()
     expect(lab.status_item()).to_have_text(re.compile("^Synced"))
 
+    # With sync set up, the palette offers the commands (JupyterLab hides disabled ones).
+    page.keyboard.press("Control+Shift+C")
+    page.locator("#command-palette input").fill("bucket")
+    expect(page.locator(".lm-CommandPalette-item:visible", has_text="Sync to Bucket")).to_be_visible()
+    expect(page.locator(".lm-CommandPalette-item:visible", has_text="Restore from Bucket")).to_be_visible()
+    page.keyboard.press("Escape")
+
     # The notebook is lost locally; Restore from Bucket brings it back.
     (cloud_lab.server.root / "field-notes.ipynb").unlink()
     menu = lab.open_main_menu("Cloud")
@@ -87,12 +94,19 @@ def test_publish_offers_the_link_and_the_dashboard_shows_outputs_only(cloud_lab,
 
 def test_sync_with_s3_down_shows_an_error(lab_server_factory, public_host, page, shots):
     dead_s3 = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = cloud_env(dead_s3, "notebooks", public_host)
+    # This server has no publisher configured: Publish must say what the admin must set.
+    for name in ("HYBRID_PUBLISHER_URL", "HYBRID_PUBLISHER_TOKEN", "HYBRID_PUBLIC_URL"):
+        env.pop(name)
     server = lab_server_factory(
-        cloud_env(dead_s3, "notebooks", public_host), extra_args=[*CLOUD_ARGS, "--BucketSync.max_attempts=2", "--BucketSync.sync_on_stop=False"]
+        env, extra_args=[*CLOUD_ARGS, "--BucketSync.max_attempts=2", "--BucketSync.sync_on_stop=False"]
     )
     write_notebook(server.root / "draft.ipynb", [("code", "1 + 1")], {})
     lab = LabPage(page).open(server.lab_url())
     lab.open_notebook("draft.ipynb")
+    publish = lab.toolbar_button("hybrid:publish")
+    expect(publish).to_have_attribute("aria-disabled", "true")
+    expect(publish).to_have_attribute("title", re.compile("the admin must set HYBRID_PUBLISHER_URL"))
     lab.toolbar_button("hybrid:sync").click()
     toast = lab.wait_toast(re.compile("Sync to bucket failed"), "error")
     expect(toast.locator("button", has_text="Try again")).to_be_visible()
