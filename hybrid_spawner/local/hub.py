@@ -176,6 +176,26 @@ class LocalHub:
         if wait:
             self.wait_stopped(user, server)
 
+    def progress_events(self, user: str, server: str = "", timeout: float = 90.0, since: float | None = None):
+        """Read the spawn's progress stream (replayed from its first event) until ready or failed.
+
+        Each event gets ``elapsed``: seconds from ``since`` (a time.monotonic(), default now).
+        """
+        since = time.monotonic() if since is None else since
+        req = urllib.request.Request(f"{self.url}/hub/api{self.server_path(user, server)}/progress")
+        req.add_header("Authorization", f"token {self.admin_token}")
+        events = []
+        with urllib.request.urlopen(req, timeout=timeout) as stream:
+            for raw in stream:
+                line = raw.decode().strip()
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    event["elapsed"] = time.monotonic() - since
+                    events.append(event)
+                    if event.get("ready") or event.get("failed"):
+                        break
+        return events
+
     def get_via_proxy(self, path: str, token: str | None = None):
         """GET a URL on the public proxy with the admin token; returns (status, text)."""
         req = urllib.request.Request(f"{self.url}{path}")

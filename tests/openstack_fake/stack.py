@@ -1,0 +1,121 @@
+"""The whole OpenStack path on one machine: a JupyterHub using OpenStackSpawner, the fake
+cloud and the local node runner. Used by the integration tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybrid_spawner.local.hub import LocalHub
+from hybrid_spawner.local.processes import ManagedProcess, child_env
+
+from . import REPO_ROOT, FakeOpenStack
+
+HUB_CONFIG = """
+import sys
+c.JupyterHub.spawner_class = "hybrid-openstack"
+# Answer the spawn POST at once, so callers can follow the progress stream from the start.
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+c.OpenStackSpawner.cloud = "fake"
+c.OpenStackSpawner.clouds_yaml = {clouds_yaml!r}
+c.OpenStackSpawner.image = "jupyter-node-2024"
+c.OpenStackSpawner.flavor = "m1.small"
+c.OpenStackSpawner.networks = ["research-private"]
+c.OpenStackSpawner.security_groups = ["jupyter-nodes"]
+c.OpenStackSpawner.key_name = "research-key"
+c.OpenStackSpawner.hub_id = {hub_id!r}
+c.OpenStackSpawner.node_python = sys.executable
+c.OpenStackSpawner.start_timeout = 60
+c.OpenStackSpawner.http_timeout = 60
+c.OpenStackSpawner.status_refresh_interval = 1
+c.OpenStackSpawner.build_poll_interval = 0.5
+c.OpenStackSpawner.extra_metadata = {{"project": "genomics"}}
+c.Spawner.poll_interval = 1
+
+# Users named after a misconfiguration get it, so one hub covers the bad-settings cases.
+def misconfigure(spawner):
+    if spawner.user.name == "wrongcloud":
+        spawner.cloud = "no-such-cloud"
+    elif spawner.user.name == "badcreds":
+        spawner.cloud = "fake-badpass"
+    elif spawner.user.name == "badimage":
+        spawner.image = "no-such-image"
+c.Spawner.pre_spawn_hook = misconfigure
+"""
+
+
+@dataclass
+class OpenStackStack:
+    hub: LocalHub
+    fake: FakeOpenStack
+    runner: ManagedProcess
+    clouds_yaml: Path
+    nodes_dir: Path
+
+
+@contextmanager
+def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFIG, hub_id: str = "test-hub"):
+    """Start the node runner and a hub against a running ``fake``; stop both on exit."""
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    entries = fake.cloud_entries()
+    bad = {**entries["fake"], "auth": {**entries["fake"]["auth"], "password": "not-the-password"}}
+    clouds_yaml = base / "clouds.yaml"
+    clouds_yaml.write_text(json.dumps({"clouds": {**entries, "fake-badpass": bad}}, indent=2))
+    nodes_dir = base / "nodes"
+    runner = ManagedProcess(
+        "noderunner-openstack",
+        [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack", "--cloud", "fake-admin",
+         "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes_dir, "--interval", "0.3",
+         "--status-file", nodes_dir / "status.json", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        log_dir=base, cwd=REPO_ROOT, env=child_env(), ready=(nodes_dir / "status.json").exists,
+    )
+    runner.start()
+    hub = LocalHub(base / "hub", hub_config.format(clouds_yaml=str(clouds_yaml), hub_id=hub_id))
+    try:
+        hub.start()
+        yield OpenStackStack(hub, fake, runner, clouds_yaml, nodes_dir)
+    finally:
+        hub.stop()
+        runner.stop()
+
+
+def follow_progress(hub: LocalHub, user: str, started: float | None = None, timeout: float = 90.0) -> list[dict]:
+    """Read the user's progress stream (it replays from the first event) to ready or failed.
+
+    Each event gets ``elapsed``: seconds from ``started`` (a time.monotonic()) until it was read.
+    """
+    started = time.monotonic() if started is None else started
+    req = urllib.request.Request(f"{hub.url}/hub/api/users/{user}/server/progress")
+    req.add_header("Authorization", f"token {hub.admin_token}")
+    events = []
+    with urllib.request.urlopen(req, timeout=timeout) as stream:
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                event["elapsed"] = time.monotonic() - started
+                events.append(event)
+                if event.get("ready") or event.get("failed"):
+                    break
+    return events
+
+
+def request_spawn(hub: LocalHub, user: str) -> float:
+    """POST the spawn (answered at once: slow_spawn_timeout is 0); returns when it was posted."""
+    started = time.monotonic()
+    status, body = hub.spawn(user)
+    if status not in (201, 202):
+        raise RuntimeError(f"spawn of {user} answered {status}: {body}")
+    return started
+
+
+def spawn_and_follow(hub: LocalHub, user: str, timeout: float = 90.0) -> list[dict]:
+    """Spawn and follow the progress to its end; ``elapsed`` counts from the POST."""
+    return follow_progress(hub, user, request_spawn(hub, user), timeout)
