@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jupyter_config.demo", description=__doc__)
     parser.add_argument("--dir", type=Path, help="where the demo keeps logs and data (default: a new temporary directory, removed at exit)")
     parser.add_argument("--no-slurm", action="store_true", help="do not start a local Slurm cluster even when Slurm is installed")
+    parser.add_argument("--no-openstack", action="store_true", help="do not start the OpenStack fake even when it is present")
     args = parser.parse_args(argv)
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="hybrid-demo-"))
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    stack = DemoStack(directory.resolve(), with_slurm=not args.no_slurm)
+    stack = DemoStack(directory.resolve(), with_slurm=not args.no_slurm, with_openstack=not args.no_openstack)
     try:
         stack.start()
         urls = stack.urls

@@ -23,6 +23,14 @@ SLURM_PROFILE = {
     "options": {"cpus": {"display_name": "CPUs", "trait": "req_nprocs", "min": 1, "max": 2, "default": 1}},
 }
 
+OPENSTACK_PROFILE = {
+    "slug": "openstack-server",
+    "display_name": "OpenStack server on the university cloud",
+    "description": "A server in the tenant's private network (simulated Nova, Neutron, Glance, Keystone).",
+    "backend": "openstack",
+    "cost_per_hour": 0,
+}
+
 
 @dataclass
 class DemoHubSettings:
@@ -40,10 +48,14 @@ class DemoHubSettings:
     publisher_secret_file: str
     node_environment: dict = field(default_factory=dict)
     slurm: bool = False
+    # The clouds.yaml of the OpenStack fake, when it runs.
+    openstack_clouds_yaml: str = ""
 
 
-def _profiles(settings: DemoHubSettings) -> list[dict]:
+def profiles_for(settings: DemoHubSettings) -> list[dict]:
     profiles = [dict(EC2_PROFILE)]
+    if settings.openstack_clouds_yaml:
+        profiles.append(dict(OPENSTACK_PROFILE))
     if settings.slurm:
         profiles.append(dict(SLURM_PROFILE))
     return profiles
@@ -56,7 +68,7 @@ import os, pathlib, shutil
 from voila_publisher.tokens import derive_publish_token
 
 c.JupyterHub.spawner_class = "hybrid"
-c.HybridSpawner.profiles = {_profiles(s)!r}
+c.HybridSpawner.profiles = {profiles_for(s)!r}
 
 c.EC2Spawner.region = {s.region!r}
 c.EC2Spawner.endpoint_url = {s.moto_url!r}
@@ -73,6 +85,19 @@ c.EC2Spawner.node_python = {s.python!r}
 c.EC2Spawner.status_refresh_interval = 1
 c.EC2Spawner.start_timeout = 120
 c.EC2Spawner.http_timeout = 90
+
+c.OpenStackSpawner.cloud = "fake"
+c.OpenStackSpawner.clouds_yaml = {s.openstack_clouds_yaml!r}
+c.OpenStackSpawner.image = "jupyter-node-2024"
+c.OpenStackSpawner.flavor = "m1.small"
+c.OpenStackSpawner.networks = ["research-private"]
+c.OpenStackSpawner.security_groups = ["jupyter-nodes"]
+c.OpenStackSpawner.key_name = "research-key"
+c.OpenStackSpawner.hub_id = {s.hub_id!r}
+c.OpenStackSpawner.node_python = {s.python!r}
+c.OpenStackSpawner.status_refresh_interval = 1
+c.OpenStackSpawner.start_timeout = 120
+c.OpenStackSpawner.http_timeout = 90
 
 c.SlurmSpawner.node_python = {s.python!r}
 c.SlurmSpawner.status_refresh_interval = 1

@@ -18,10 +18,10 @@ import nbformat
 from hybrid_spawner.local.hub import LocalHub
 from hybrid_spawner.local.moto import MOTO_CREDENTIALS, MotoServer
 from hybrid_spawner.local.noderunner import NodeRunnerProcess
-from hybrid_spawner.local.processes import venv_bin_dir
+from hybrid_spawner.local.processes import ManagedProcess, child_env, venv_bin_dir
 from hybrid_spawner.local.seaweedfs import ADMIN_CREDENTIALS, REGION, SeaweedS3
 
-from .hub_config import DemoHubSettings, hub_config
+from .hub_config import DemoHubSettings, hub_config, profiles_for
 
 BUCKET = "notebooks"
 AMI_PARAMETER = "/hybrid/demo/jupyter-node-ami"
@@ -94,6 +94,7 @@ class DemoStack:
 
     directory: Path
     with_slurm: bool = True
+    with_openstack: bool = True
     urls: dict = field(default_factory=dict)
     # Groups of stop functions, in start order; a group's parts stop side by side.
     _stops: list = field(default_factory=list)
@@ -140,6 +141,7 @@ class DemoStack:
         self._stops.append([runner.stop])
 
         slurm_env = self._maybe_start_slurm()
+        clouds_yaml = self._maybe_start_openstack(hub_id)
 
         secret_file = ""
         publisher_env = {}
@@ -175,6 +177,7 @@ class DemoStack:
                 **publisher_env,
             },
             slurm=slurm_env is not None,
+            openstack_clouds_yaml=clouds_yaml or "",
         )
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
         say("starting JupyterHub with HybridSpawner…")
@@ -190,7 +193,7 @@ class DemoStack:
             "s3": s3.url,
             "bucket": BUCKET,
             "moto": moto.url,
-            "profiles": ["ec2-private"] + (["slurm-debug"] if settings.slurm else []),
+            "profiles": [p["slug"] for p in profiles_for(settings)],
             "directory": str(d),
         }
         self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
@@ -216,6 +219,39 @@ class DemoStack:
             return None
         self._stops.append([cluster.stop])
         return {"SLURM_CONF": str(cluster.conf_path)}
+
+    def _maybe_start_openstack(self, hub_id: str) -> str | None:
+        """The OpenStack fake and its node runner, when the fake is present (a source checkout)."""
+        if not self.with_openstack:
+            return None
+        try:
+            from tests.openstack_fake import FakeOpenStack
+        except ImportError:
+            say("no OpenStack profile: the OpenStack fake (tests/openstack_fake) is not present")
+            return None
+        base = self.directory / "openstack"
+        try:
+            fake = FakeOpenStack(base)
+            say("starting the OpenStack fake (Keystone, Nova, Neutron, Glance) and its node runner…")
+            fake.start()
+        except Exception as e:
+            say(f"no OpenStack profile: the fake did not start ({e})")
+            return None
+        self._stops.append([fake.stop])
+        clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
+        nodes = base / "nodes"
+        runner = ManagedProcess(
+            "noderunner-openstack",
+            [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack", "--cloud", "fake-admin",
+             "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes, "--interval", "0.5",
+             "--status-file", nodes / "status.json", *(["--allow-root"] if os.geteuid() == 0 else [])],
+            log_dir=base,
+            env=child_env(),
+            ready=(nodes / "status.json").exists,
+        )
+        runner.start()
+        self._stops.append([runner.stop])
+        return str(clouds_yaml)
 
     def stop(self) -> None:
         """Stop every part that started, the last started first (a group side by side)."""

@@ -60,6 +60,8 @@ def test_researcher_journey_on_the_demo(demo, page, shots):
     # Choose the EC2 profile and start.
     profile = page.locator("#profile-ec2-private")
     expect(profile).to_be_visible()
+    # The OpenStack fake is part of a source checkout, so its profile is offered too.
+    expect(page.locator("#profile-openstack-server")).to_be_visible()
     profile.check()
     shots(page, "choose-profile")
     page.get_by_role("button", name="Start").click()
