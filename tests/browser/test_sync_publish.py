@@ -5,6 +5,7 @@ public host (nginx + Voila) that shows outputs and no code, and a dead S3 is rep
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -17,6 +18,8 @@ pytestmark = pytest.mark.browser
 
 SECRET_SOURCE = "hidden_from_viewers = 6 * 7"
 OUTPUT = "The answer is 42"
+INTERNAL = "internal calibration note"
+PLUGIN = "jupyter-hybrid-cloud:plugin"
 
 
 def dashboard_notebook(path):
@@ -25,8 +28,10 @@ def dashboard_notebook(path):
         [
             ("markdown", "# Weekly numbers"),
             ("code", f"{SECRET_SOURCE}\nprint(f'The answer is {{hidden_from_viewers}}')"),
+            # Tagged hidden: left out of the dashboard (the stripHiddenCells setting, on by default).
+            ("code", f"print('{INTERNAL}')", ["hide"]),
         ],
-        {1: OUTPUT + "\n"},
+        {1: OUTPUT + "\n", 2: INTERNAL + "\n"},
     )
 
 
@@ -82,7 +87,9 @@ def test_publish_offers_the_link_and_the_dashboard_shows_outputs_only(cloud_lab,
     # Voila runs the notebook anew on the public host (behind nginx): outputs, no code.
     expect(dashboard.get_by_text(OUTPUT)).to_be_visible(timeout=90_000)
     expect(dashboard.get_by_text("Weekly numbers")).to_be_visible()
-    assert "hidden_from_viewers" not in dashboard.content()
+    content = dashboard.content()
+    assert "hidden_from_viewers" not in content
+    assert INTERNAL not in content
     shots(dashboard, "dashboard")
     dashboard.close()
 
@@ -112,3 +119,27 @@ def test_sync_with_s3_down_shows_an_error(lab_server_factory, public_host, page,
     expect(toast.locator("button", has_text="Try again")).to_be_visible()
     expect(lab.status_item()).to_have_text("Sync failed")
     shots(page, "sync-error")
+
+
+def test_settings_auto_sync_and_publish_without_confirmation(cloud_lab, page, shots):
+    # Every 3 seconds, and no confirmation dialog before publishing.
+    cloud_lab.server.put_settings(PLUGIN, {"autoSyncMinutes": 0.05, "confirmBeforePublish": False})
+    try:
+        dashboard_notebook(cloud_lab.server.root / "Auto Synced.ipynb")
+        lab = LabPage(page).open(cloud_lab.server.lab_url())
+        lab.open_notebook("Auto Synced.ipynb")
+        # Nobody presses Sync, yet the notebook reaches the bucket and the status bar says so.
+        key = f"{cloud_lab.prefix}Auto Synced.ipynb"
+        deadline = time.monotonic() + 60
+        while key not in cloud_lab.bucket_keys():
+            assert time.monotonic() < deadline, "automatic sync never uploaded the notebook"
+            time.sleep(0.5)
+        expect(lab.status_item()).to_have_text(re.compile("^Synced"))
+        shots(page, "auto-synced")
+
+        lab.toolbar_button("hybrid:publish").click()
+        lab.wait_toast(re.compile("is published"), "success")
+        expect(page.locator(".jp-Dialog")).to_have_count(0)
+        shots(page, "published-without-dialog")
+    finally:
+        cloud_lab.server.put_settings(PLUGIN, {})
