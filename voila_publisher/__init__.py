@@ -7,4 +7,9 @@ def _jupyter_server_extension_points():
     return [{"module": "voila_publisher.extension"}]
 
 
-__all__ = ["__version__", "_jupyter_server_extension_points"]
+def _jupyter_labextension_paths():
+    # The JupyterLab extension built from labextension/ by `pip install` (see package.json).
+    return [{"src": "labextension", "dest": "jupyter-hybrid-cloud"}]
+
+
+__all__ = ["__version__", "_jupyter_labextension_paths", "_jupyter_server_extension_points"]

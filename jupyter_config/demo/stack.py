@@ -1,0 +1,265 @@
+"""Start and stop every part of the demo, in order, on loopback ports of this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import nbformat
+
+from hybrid_spawner.local.hub import LocalHub
+from hybrid_spawner.local.moto import MOTO_CREDENTIALS, MotoServer
+from hybrid_spawner.local.noderunner import NodeRunnerProcess
+from hybrid_spawner.local.processes import ManagedProcess, child_env, venv_bin_dir
+from hybrid_spawner.local.seaweedfs import ADMIN_CREDENTIALS, REGION, SeaweedS3
+
+from .hub_config import DemoHubSettings, hub_config, profiles_for
+
+BUCKET = "notebooks"
+AMI_PARAMETER = "/hybrid/demo/jupyter-node-ami"
+PASSWORD = "demo"
+DEMO_USER = "researcher"
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def welcome_notebook(path: Path) -> Path:
+    """The notebook every researcher finds in their home: something to sync and publish."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "# Rainfall at the field station\n\nPress **Sync** to keep this notebook in the bucket, "
+            "**Publish** to make it a public dashboard (viewers see the results, not the code)."
+        ),
+        nbformat.v4.new_code_cell(
+            "rain_mm = [12, 0, 3, 28, 7, 0, 15]\n"
+            "print(f'Wettest day: {max(rain_mm)} mm, weekly total: {sum(rain_mm)} mm')"
+        ),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def make_private_network(moto_url: str) -> dict:
+    """A VPC with a private research subnet, a security group, and the AMI named in SSM."""
+    session = boto3.session.Session(
+        aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=MOTO_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+    ec2 = session.client("ec2", endpoint_url=moto_url)
+    ssm = session.client("ssm", endpoint_url=moto_url)
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="jupyter-nodes", Description="notebook servers", VpcId=vpc)["GroupId"]
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    ssm.put_parameter(Name=AMI_PARAMETER, Value=ami, Type="String", Overwrite=True)
+    return {"subnet": subnet, "security_group": group}
+
+
+def slurm_available() -> str | None:
+    """None when a local Slurm cluster can back a profile, else why not."""
+    if not shutil.which("slurmctld") or not shutil.which("slurmd") or not shutil.which("munged"):
+        return "Slurm is not installed"
+    if os.geteuid() != 0:
+        return "starting Slurm daemons needs root"
+    return None
+
+
+def ensure_account(name: str) -> None:
+    """Slurm jobs run as the hub user's Unix account."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+
+
+@dataclass
+class DemoStack:
+    """Everything the demo runs; :meth:`start` brings it up, :meth:`stop` ends all of it."""
+
+    directory: Path
+    with_slurm: bool = True
+    with_openstack: bool = True
+    urls: dict = field(default_factory=dict)
+    # Groups of stop functions, in start order; a group's parts stop side by side.
+    _stops: list = field(default_factory=list)
+
+    def start(self) -> "DemoStack":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        from hybrid_spawner.local.voila_host import PublicHost
+
+        moto = MotoServer(d / "moto")
+        s3 = SeaweedS3(d / "seaweedfs")
+        parts = [moto, s3]
+        # The publisher hands rendering to Voila through nginx: no nginx, no public host.
+        host = PublicHost(d / "public-host") if shutil.which("nginx") else None
+        if host is None:
+            say("no public Voila host: nginx is not installed (Publish will say it is not set up)")
+        else:
+            parts.append(host)
+        say("starting moto server (EC2), SeaweedFS (S3)" + (" and the public Voila host (publisher, Voila, nginx)…" if host else "…"))
+        # Independent parts start side by side: the demo is ready sooner.
+        with ThreadPoolExecutor(len(parts)) as pool:
+            starts = [(part, pool.submit(part.start)) for part in parts]
+            # One group: these stop side by side too, after everything that uses them.
+            self._stops.append([part.stop for part, future in starts if not future.exception()])
+            for _, future in starts:
+                future.result()
+
+        s3.create_bucket(BUCKET)
+        network = make_private_network(moto.url)
+        hub_id = f"demo-{secrets.token_hex(3)}"
+
+        runner = NodeRunnerProcess(d / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION)
+        runner.env.update(MOTO_CREDENTIALS)
+        say("starting the node runner (boots EC2 instances as local processes)…")
+        runner.start()
+        self._stops.append([runner.stop])
+
+        slurm_env = self._maybe_start_slurm()
+        clouds_yaml = self._maybe_start_openstack(hub_id)
+
+        secret_file = ""
+        publisher_env = {}
+        if host is not None:
+            secret_file = d / "publisher-secret"
+            # The shared secret goes through a 0600 file: never a command line or a log.
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(host.secret)
+            publisher_env = {"HYBRID_PUBLISHER_URL": host.api_url, "HYBRID_PUBLIC_URL": host.url}
+        homes = d / "homes"
+        homes.mkdir(exist_ok=True)
+        os.chmod(homes, 0o755)
+        settings = DemoHubSettings(
+            moto_url=moto.url,
+            region=REGION,
+            hub_id=hub_id,
+            ami_parameter=AMI_PARAMETER,
+            subnet=network["subnet"],
+            security_group=network["security_group"],
+            python=str(venv_bin_dir() / "python"),
+            singleuser=str(venv_bin_dir() / "jupyterhub-singleuser"),
+            homes=str(homes),
+            welcome_notebook=str(welcome_notebook(d / "welcome.ipynb")),
+            publisher_secret_file=str(secret_file),
+            node_environment={
+                **ADMIN_CREDENTIALS,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "HYBRID_SYNC_BUCKET": BUCKET,
+                "HYBRID_S3_ENDPOINT_URL": s3.url,
+                "HYBRID_S3_REGION": REGION,
+                **publisher_env,
+            },
+            slurm=slurm_env is not None,
+            openstack_clouds_yaml=clouds_yaml or "",
+        )
+        hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
+        say("starting JupyterHub with HybridSpawner…")
+        hub.start(timeout=90)
+        self._stops.append([hub.stop])
+
+        self.urls = {
+            "hub": hub.url,
+            "login": f"{hub.url}/hub/login",
+            "user": DEMO_USER,
+            "password": PASSWORD,
+            "dashboards": host.url if host else None,
+            "s3": s3.url,
+            "bucket": BUCKET,
+            "moto": moto.url,
+            "profiles": [p["slug"] for p in profiles_for(settings)],
+            "directory": str(d),
+        }
+        self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
+        # Written last: tools (and the browser test) wait for this file.
+        (d / "demo.json").write_text(json.dumps(self.urls, indent=1))
+
+    def _maybe_start_slurm(self) -> dict | None:
+        if not self.with_slurm:
+            return None
+        reason = slurm_available()
+        if reason:
+            say(f"no Slurm profile: {reason}")
+            return None
+        from hybrid_spawner.local.slurm import LocalSlurm
+
+        try:
+            ensure_account(DEMO_USER)
+            cluster = LocalSlurm(self.directory / "slurm", partitions=("debug",))
+            say("starting a local Slurm cluster (munge, slurmctld, slurmd)…")
+            cluster.start()
+        except Exception as e:  # the demo still works with EC2 alone
+            say(f"no Slurm profile: the local cluster did not start ({e})")
+            return None
+        self._stops.append([cluster.stop])
+        return {"SLURM_CONF": str(cluster.conf_path)}
+
+    def _maybe_start_openstack(self, hub_id: str) -> str | None:
+        """The OpenStack fake and its node runner, when the fake is present (a source checkout)."""
+        if not self.with_openstack:
+            return None
+        try:
+            from tests.openstack_fake import FakeOpenStack
+        except ImportError:
+            say("no OpenStack profile: the OpenStack fake (tests/openstack_fake) is not present")
+            return None
+        base = self.directory / "openstack"
+        try:
+            fake = FakeOpenStack(base)
+            say("starting the OpenStack fake (Keystone, Nova, Neutron, Glance) and its node runner…")
+            fake.start()
+        except Exception as e:
+            say(f"no OpenStack profile: the fake did not start ({e})")
+            return None
+        self._stops.append([fake.stop])
+        clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
+        nodes = base / "nodes"
+        runner = ManagedProcess(
+            "noderunner-openstack",
+            [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack", "--cloud", "fake-admin",
+             "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes, "--interval", "0.5",
+             "--status-file", nodes / "status.json", *(["--allow-root"] if os.geteuid() == 0 else [])],
+            log_dir=base,
+            env=child_env(),
+            ready=(nodes / "status.json").exists,
+        )
+        runner.start()
+        self._stops.append([runner.stop])
+        return str(clouds_yaml)
+
+    def stop(self) -> None:
+        """Stop every part that started, the last started first (a group side by side)."""
+        while self._stops:
+            group = self._stops.pop()
+            with ThreadPoolExecutor(max(1, len(group))) as pool:
+                for future in [pool.submit(stop) for stop in group]:
+                    try:
+                        future.result()
+                    except Exception as e:  # keep stopping the others
+                        print(f"demo: stopping a part failed: {e}", file=sys.stderr)

@@ -1,0 +1,69 @@
+/**
+ * The JSON shapes of the single-user server's REST API (docs/contracts.md).
+ */
+
+export type JobState = 'running' | 'done' | 'error';
+
+/** A sync or restore run, as reported by GET /hybrid/sync/{id}. */
+export interface IJob {
+  id: string;
+  kind: 'sync' | 'restore';
+  state: JobState;
+  files_total: number;
+  files_done: number;
+  bytes_total: number;
+  bytes_done: number;
+  uploaded: number;
+  downloaded: number;
+  skipped: number;
+  deleted: number;
+  conflicts: string[];
+  errors: { path: string; message: string }[];
+  message: string | null;
+  /** ISO 8601 text or seconds since the epoch. */
+  started: string | number | null;
+  finished: string | number | null;
+}
+
+export interface ISyncStatus {
+  configured: boolean;
+  /** What the administrator must set when `configured` is false. */
+  missing: string | null;
+  bucket: string | null;
+  prefix: string | null;
+  current: IJob | null;
+  last: IJob | null;
+}
+
+export interface IDashboard {
+  owner: string;
+  slug: string;
+  title: string;
+  /** The public address viewers open. */
+  url: string;
+  version: number | string;
+  published: string | number | null;
+  /** The notebook it was published from, when the server reports it. */
+  path?: string;
+}
+
+export interface IPublishStatus {
+  configured: boolean;
+  missing: string | null;
+  dashboards: IDashboard[];
+}
+
+export interface ISyncRequest {
+  paths?: string[];
+  delete?: boolean;
+}
+
+export interface IRestoreRequest {
+  paths?: string[];
+  overwrite?: boolean;
+}
+
+export interface IPublishRequest {
+  path: string;
+  strip_hidden?: boolean;
+}

@@ -1,0 +1,120 @@
+"""The researcher's whole journey on the demo stack (python -m jupyter_config.demo), in a real
+browser: log in, choose the EC2 profile, watch the spawn progress, work in JupyterLab, Sync,
+Publish and open the public dashboard through nginx. Then the demo stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import boto3
+import pytest
+from playwright.sync_api import expect
+
+from hybrid_spawner.local.processes import ManagedProcess, child_env, port_open
+from hybrid_spawner.local.seaweedfs import ADMIN_CREDENTIALS, REGION
+from tests.browser.lab_page import LabPage
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+SPAWN_TIMEOUT = 120_000
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo as a user runs it; yields what it wrote to demo.json, then SIGTERMs it."""
+    directory = tmp_path_factory.mktemp("demo")
+    info_file = directory / "demo.json"
+    process = ManagedProcess(
+        "demo",
+        [sys.executable, "-m", "jupyter_config.demo", "--dir", directory, "--no-slurm"],
+        log_dir=tmp_path_factory.mktemp("demo-log"),
+        cwd=REPO,
+        env=child_env(),
+        ready=info_file.exists,
+        ready_timeout=180,
+    )
+    process.start()
+    info = json.loads(info_file.read_text())
+    info["process"] = process
+    yield info
+    process.stop(timeout=60)
+
+
+def ports_of(info) -> list[tuple[str, int]]:
+    return [(urlparse(info[k]).hostname, urlparse(info[k]).port) for k in ("hub", "dashboards", "s3", "moto")]
+
+
+def test_researcher_journey_on_the_demo(demo, page, shots):
+    # Log in.
+    page.goto(demo["login"])
+    page.fill("#username_input", demo["user"])
+    page.fill("#password_input", demo["password"])
+    shots(page, "login")
+    page.click("#login_submit")
+
+    # Choose the EC2 profile and start.
+    profile = page.locator("#profile-ec2-private")
+    expect(profile).to_be_visible()
+    # The OpenStack fake is part of a source checkout, so its profile is offered too.
+    expect(page.locator("#profile-openstack-server")).to_be_visible()
+    profile.check()
+    shots(page, "choose-profile")
+    page.get_by_role("button", name="Start").click()
+
+    # The spawn page reports the instance's progress.
+    page.wait_for_url(re.compile("/hub/spawn-pending/"), timeout=SPAWN_TIMEOUT)
+    expect(page.locator("#progress-message")).to_contain_text(
+        re.compile("instance|Node|server", re.I), timeout=SPAWN_TIMEOUT
+    )
+    shots(page, "spawn-progress")
+
+    # JupyterLab opens on the EC2 node.
+    page.wait_for_url(re.compile(f"/user/{demo['user']}/lab"), timeout=SPAWN_TIMEOUT)
+    lab = LabPage(page)
+    lab.wait_ready()
+    shots(page, "jupyterlab")
+    lab.open_notebook("welcome.ipynb")
+    shots(page, "notebook")
+
+    # Sync to bucket: the notification reports success and the notebook is in the bucket.
+    lab.toolbar_button("hybrid:sync").click()
+    lab.wait_toast(re.compile(rf"Synced to s3://{demo['bucket']}/users/{demo['user']}/"), "success")
+    shots(page, "synced")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=demo["s3"],
+        region_name=REGION,
+        aws_access_key_id=ADMIN_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=ADMIN_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=demo["bucket"]).get("Contents", [])}
+    assert f"users/{demo['user']}/welcome.ipynb" in keys
+
+    # Publish to Voila: the notification offers the link, the dashboard shows results, no code.
+    lab.toolbar_button("hybrid:publish").click()
+    lab.dialog().locator("button", has_text="Publish").click()
+    toast = lab.wait_toast(re.compile("is published"), "success")
+    shots(page, "published")
+    with page.expect_popup() as popup:
+        toast.locator("button", has_text="Open dashboard").click()
+    dashboard = popup.value
+    assert dashboard.url.startswith(f"{demo['dashboards']}/dashboards/{demo['user']}/welcome/"), dashboard.url
+    expect(dashboard.get_by_text("Wettest day: 28 mm, weekly total: 65 mm")).to_be_visible(timeout=90_000)
+    assert "rain_mm" not in dashboard.content()
+    shots(dashboard, "dashboard")
+    dashboard.close()
+
+
+def test_demo_stops_cleanly_on_sigterm(demo):
+    # Runs after the journey (same module): every port the demo served is closed afterwards.
+    process = demo["process"]
+    process.stop(timeout=60)
+    assert process.proc.returncode == 0, process.log_tail()
+    assert "demo: stopped" in process.log_text()
+    still_open = [(h, p) for h, p in ports_of(demo) if port_open(h, p)]
+    assert not still_open, f"still listening after the demo stopped: {still_open}"
