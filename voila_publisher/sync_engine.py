@@ -166,7 +166,7 @@ class SyncEngine:
                 files_total=len(plan.transfer) + len(plan.delete),
                 bytes_total=sum(local.files[p].size for p in plan.transfer),
                 skipped=len(plan.skip),
-                conflicts=plan.conflicts,
+                conflicts=list(plan.conflicts),
                 message=f"uploading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
@@ -275,7 +275,7 @@ class SyncEngine:
                 files_total=len(plan.transfer),
                 bytes_total=sum(remote[p].size for p in plan.transfer),
                 skipped=len(plan.skip),
-                conflicts=plan.conflicts,
+                conflicts=list(plan.conflicts),
                 message=f"downloading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
@@ -321,7 +321,7 @@ class SyncEngine:
             if expected and md5 != expected:
                 raise StoreError("checksum-mismatch", f"{path}: downloaded content has MD5 {md5}, the bucket says {expected}")
             if not overwrite and self._changed_since_listing(target, listed):
-                job.update(conflicts=[*job.conflicts, path])
+                job.conflict(path)
                 return  # someone wrote the file while it downloaded: keep theirs
             os.replace(tmp, target)
             tmp = None
