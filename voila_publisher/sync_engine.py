@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .hashing import file_digests, file_md5, is_plain_md5_etag, multipart_etag
+from .hashing import file_md5, is_plain_md5_etag, multipart_etag, range_md5
 from .listing import LocalListing, list_local, resolve_selection
 from .manifest import Manifest, ManifestEntry, manifest_path
 from .objectstore import ObjectStore, StoreError
@@ -166,7 +166,7 @@ class SyncEngine:
                 files_total=len(plan.transfer) + len(plan.delete),
                 bytes_total=sum(local.files[p].size for p in plan.transfer),
                 skipped=len(plan.skip),
-                conflicts=plan.conflicts,
+                conflicts=list(plan.conflicts),
                 message=f"uploading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
@@ -212,7 +212,16 @@ class SyncEngine:
 
     def _upload_multipart(self, job: Job, abs_path: Path, key: str) -> tuple[str, str]:
         chunk = max(5 * 1024 * 1024, self.config.multipart_chunksize)
-        md5, part_digests, size = file_digests(abs_path, chunk)
+        before = os.stat(abs_path)
+        # The whole-file MD5 (stored as metadata) is one sequential pass; the part MD5s run
+        # beside it on the other threads, so the two passes cost about one on two cores.
+        whole = self._parts.submit(file_md5, abs_path)
+        offsets = range(0, max(before.st_size, 1), chunk)
+        part_digests = list(self._parts.map(lambda offset: range_md5(abs_path, offset, chunk), offsets))
+        md5 = whole.result()
+        after = os.stat(abs_path)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise StoreError("changed-during-sync", f"{key}: the file changed while it was read; the next sync sends it")
         upload_id = self.store.create_multipart(key, md5)
         try:
 
@@ -266,7 +275,7 @@ class SyncEngine:
                 files_total=len(plan.transfer),
                 bytes_total=sum(remote[p].size for p in plan.transfer),
                 skipped=len(plan.skip),
-                conflicts=plan.conflicts,
+                conflicts=list(plan.conflicts),
                 message=f"downloading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
@@ -312,7 +321,7 @@ class SyncEngine:
             if expected and md5 != expected:
                 raise StoreError("checksum-mismatch", f"{path}: downloaded content has MD5 {md5}, the bucket says {expected}")
             if not overwrite and self._changed_since_listing(target, listed):
-                job.update(conflicts=[*job.conflicts, path])
+                job.conflict(path)
                 return  # someone wrote the file while it downloaded: keep theirs
             os.replace(tmp, target)
             tmp = None

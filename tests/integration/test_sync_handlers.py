@@ -119,6 +119,14 @@ async def test_concurrent_posts_join_one_sync(jp_fetch, jp_root_dir, seaweedfs, 
     assert len(keys(seaweedfs, s3_bucket)) == 300
 
 
+async def test_restore_while_a_sync_runs_is_refused_as_busy(jp_fetch, jp_root_dir, seaweedfs, s3_bucket):
+    fill(jp_root_dir, 500, size=2_000)  # long enough that the restore request arrives mid-sync
+    _, job = await fetch_json(jp_fetch, "hybrid", "sync", method="POST", body={})
+    code, payload = await expect_error(jp_fetch, "hybrid", "restore", body={})
+    assert code == 409 and payload["reason"] == "busy" and "sync is running" in payload["message"]
+    assert (await wait_done(jp_fetch, "sync", job["id"]))["uploaded"] == 500
+
+
 async def test_restore_through_the_api(jp_fetch, jp_root_dir, seaweedfs, s3_bucket):
     client = seaweedfs.client()
     client.put_object(Bucket=s3_bucket, Key=f"users/{USER}/from-bucket/a.ipynb", Body=b"from the bucket")
