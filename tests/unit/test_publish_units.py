@@ -13,7 +13,8 @@ import pytest
 from hybrid_spawner.local import nginx
 from tests.fixtures.publish import make_notebook
 from voila_publisher import notebooks
-from voila_publisher.host import dashboard_json, kernel_environment, voila_argv
+from voila_publisher.host_handlers import dashboard_json
+from voila_publisher.voila_command import kernel_environment, voila_argv
 from voila_publisher.publish import DashboardPublisher, PublishError
 from voila_publisher.store import DashboardStore
 from voila_publisher.tokens import InvalidToken, derive_publish_token, spawner_token, token_owner
