@@ -143,12 +143,6 @@ class EC2Spawner(RemoteSpawner):
         help="""Port of the single-user server on the node (open it to the hub in the security
         group). 0 lets each node pick a free port and report it.""",
     )
-    node_address_override = Unicode(
-        "",
-        config=True,
-        help="""Connect to this address instead of the instance's private IP. Only for local
-        simulations where nodes run on the hub's machine (127.0.0.1); leave empty on AWS.""",
-    )
     client_customizer = Callable(
         None,
         allow_none=True,
@@ -172,7 +166,7 @@ class EC2Spawner(RemoteSpawner):
     def status_cache(self) -> EC2StatusCache:
         return EC2StatusCache.shared(
             (self.region, self.endpoint_url, self.hub_id),
-            lambda: self._client("ec2"),
+            functools.partial(aws_client, "ec2", self.region, self.endpoint_url, self.client_customizer),
             self.hub_id,
             self.status_refresh_interval,
         )
@@ -266,7 +260,7 @@ class EC2Spawner(RemoteSpawner):
             if instances:
                 state = instances[0]["State"]["Name"]
                 if state == "running" and instances[0].get("PrivateIpAddress"):
-                    return self.node_address_override or instances[0]["PrivateIpAddress"]
+                    return instances[0]["PrivateIpAddress"]
                 if state not in ("pending", "running"):
                     reason = instances[0].get("StateReason", {}).get("Message", state)
                     raise SpawnFailed(f"Instance {node_id} did not start: {reason}.")

@@ -136,9 +136,14 @@ class StatusCache:
         self._snapshot = snapshot
         self._snapshot_started = started
 
-    def stop(self) -> None:
+    async def close(self) -> None:
+        """Stop the refresh loop (tests and shutdown)."""
         if self._task is not None:
             self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
 
 
 class EC2StatusCache(StatusCache):

@@ -21,8 +21,7 @@ class ListingCache(StatusCache):
 
 
 async def stop(cache):
-    cache.stop()
-    await asyncio.sleep(0.01)
+    await cache.close()
 
 
 RUNNING = NodeObservation(NodeState.RUNNING, "running")

@@ -92,8 +92,8 @@ async def test_start_returns_address_and_port_and_state_round_trips():
     assert await again.poll() is None  # unknown until a refresh: still running
     await sp.stop()
     assert sp.cache.nodes == {"n-0": "terminated"} and sp.node_id is None and await sp.poll() == 0
-    sp.cache.stop()
-    again.cache.stop()
+    await sp.cache.close()
+    await again.cache.close()
 
 
 async def test_timeout_terminates_the_node_with_a_message():
@@ -101,7 +101,7 @@ async def test_timeout_terminates_the_node_with_a_message():
     with pytest.raises(SpawnFailed, match="Timed out .* waiting for the node to call the hub"):
         await sp.start()
     assert sp.cache.nodes == {"n-0": "terminated"} and sp.node_id is None
-    sp.cache.stop()
+    await sp.cache.close()
 
 
 async def test_cancel_during_launch_still_terminates_the_late_node():
@@ -117,7 +117,7 @@ async def test_cancel_during_launch_still_terminates_the_late_node():
             break
         await asyncio.sleep(0.02)
     assert sp.cache.nodes == {"n-0": "terminated"}
-    sp.cache.stop()
+    await sp.cache.close()
 
 
 async def test_expected_errors_get_the_backend_message_and_unexpected_a_generic_one():
@@ -143,4 +143,4 @@ async def test_out_of_band_termination_reported_once_and_remembered():
     assert "n-0 was stopped outside JupyterHub (terminated)" in sp.last_stop_message
     sp.clear_state()
     assert sp.get_state()["last_stop_message"] == sp.last_stop_message
-    sp.cache.stop()
+    await sp.cache.close()
