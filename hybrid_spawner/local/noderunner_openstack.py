@@ -7,8 +7,9 @@ listening on the server's own fixed IP (see :func:`with_bind_address`): the fake
 (127.42.0.0/24), so the hub reaches the node at the address Nova reports, as it would on a
 real tenant network.
 
-Run: ``hybrid-node-runner --source hybrid_spawner.local.noderunner_openstack:NovaInstanceSource
---cloud fake-admin --clouds-yaml FILE --hub-id HUB --workdir DIR [--allow-root]``
+Run: ``python -m hybrid_spawner.local.noderunner_openstack --cloud fake-admin --clouds-yaml FILE
+--hub-id HUB --workdir DIR [--allow-root]`` (the same as ``hybrid-node-runner --source
+hybrid_spawner.local.noderunner_openstack:NovaInstanceSource ...``).
 """
 
 from __future__ import annotations
@@ -89,3 +90,17 @@ def with_bind_address(script: str, address: str) -> str:
 
 
 SOURCE = NovaInstanceSource
+
+
+def main(argv=None) -> int:
+    """``python -m hybrid_spawner.local.noderunner_openstack ARGS``: the shared runner with this source."""
+    import sys
+
+    from .noderunner import main as runner_main
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    return runner_main(["--source", "hybrid_spawner.local.noderunner_openstack:NovaInstanceSource", *args])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -70,8 +70,7 @@ def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFI
     nodes_dir = base / "nodes"
     runner = ManagedProcess(
         "noderunner-openstack",
-        [sys.executable, "-m", "hybrid_spawner.local.noderunner",
-         "--source", "hybrid_spawner.local.noderunner_openstack:NovaInstanceSource",
+        [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack",
          "--cloud", "fake-admin", "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes_dir, "--interval", "0.3",
          "--status-file", nodes_dir / "status.json", *(["--allow-root"] if os.geteuid() == 0 else [])],
         log_dir=base, cwd=REPO_ROOT, env=child_env(), ready=(nodes_dir / "status.json").exists,

@@ -109,3 +109,12 @@ def test_example_hub_config_uses_only_real_options():
     assert {"cloud", "image", "flavor", "networks", "hub_id"} <= options
     assert options <= set(OpenStackSpawner.class_trait_names(config=True))
     assert config.JupyterHub.spawner_class == "hybrid-openstack" and config.JupyterHub.cleanup_servers is False
+
+
+def test_short_name_hybrid_openstack_loads_the_spawner():
+    from importlib.metadata import entry_points
+
+    from hybrid_spawner.openstack import OpenStackSpawner
+
+    [entry] = [e for e in entry_points(group="jupyterhub.spawners") if e.name == "hybrid-openstack"]
+    assert entry.load() is OpenStackSpawner
