@@ -150,6 +150,10 @@ class RemoteSpawner(Spawner):
         """A short description for progress messages, e.g. ``i-0abc (t3.medium)``."""
         return str(self.node_id)
 
+    def script_context(self) -> dict:
+        """Extra template variables for the boot script (Slurm: its #SBATCH values)."""
+        return {}
+
     def backend_state(self) -> dict:
         """Backend-specific fields for ``get_state`` (e.g. instance type)."""
         return {}
@@ -216,6 +220,7 @@ class RemoteSpawner(Spawner):
                 python=self.node_python,
                 run_as=self.node_user,
                 ttl=ttl,
+                extra=self.script_context(),
             )
             del credential
             self.emit(10, "Requesting a node")
