@@ -25,29 +25,18 @@ def file_md5(path) -> str:
     return h.hexdigest()
 
 
-def file_digests(path, chunksize: int) -> tuple[str, list[bytes], int]:
-    """One read of the file: (MD5 of everything, raw MD5 of each ``chunksize`` part, size read)."""
-    whole = hashlib.md5()
-    parts: list[bytes] = []
-    size = 0
+def range_md5(path, offset: int, length: int) -> bytes:
+    """Raw MD5 of ``length`` bytes at ``offset``: one part of a multipart upload."""
+    h = hashlib.md5()
     with open(path, "rb") as f:
-        while True:
-            part = hashlib.md5()
-            remaining = chunksize
-            while remaining:
-                block = f.read(min(READ_BLOCK, remaining))
-                if not block:
-                    break
-                whole.update(block)
-                part.update(block)
-                remaining -= len(block)
-                size += len(block)
-            if remaining == chunksize:
+        f.seek(offset)
+        while length > 0:
+            block = f.read(min(READ_BLOCK, length))
+            if not block:
                 break
-            parts.append(part.digest())
-            if remaining:
-                break
-    return whole.hexdigest(), parts, size
+            h.update(block)
+            length -= len(block)
+    return h.digest()
 
 
 def multipart_etag(part_digests: list[bytes]) -> str:

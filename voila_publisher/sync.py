@@ -114,10 +114,14 @@ def objects_to_inspect(
     )
 
 
-def _same_content(lf: LocalFile, r: RemoteObject, local_md5: str | None, entry: ManifestEntry | None) -> bool:
-    if lf.size != r.size or local_md5 is None:
+def _skipped_as_same(plan: Plan, path: str, lf: LocalFile, r: RemoteObject, entry, local_md5: str | None) -> bool:
+    """Both sides hold the same content: skip, and remember it if the manifest did not know."""
+    if lf.size != r.size or local_md5 is None or local_md5 != remote_md5(r, entry):
         return False
-    return local_md5 == remote_md5(r, entry)
+    plan.skip.append(path)
+    if entry is None or (entry.size, entry.mtime_ns, entry.md5, entry.etag) != (lf.size, lf.mtime_ns, local_md5, r.etag):
+        plan.learned[path] = ManifestEntry(lf.size, lf.mtime_ns, local_md5, r.etag)
+    return True
 
 
 def plan_sync(
@@ -137,11 +141,7 @@ def plan_sync(
         entry = manifest.get(path)
         r = remote.get(path)
         vouched = vouched_md5(lf, entry)
-        local_md5 = vouched or hashes.get(path)
-        if r is not None and _same_content(lf, r, local_md5, entry):
-            plan.skip.append(path)
-            if vouched is None or entry.etag != r.etag:
-                plan.learned[path] = ManifestEntry(lf.size, lf.mtime_ns, local_md5, r.etag)
+        if r is not None and _skipped_as_same(plan, path, lf, r, entry, vouched or hashes.get(path)):
             continue
         if r is not None and vouched is not None and entry.etag != r.etag:
             # Untouched here since the last sync, replaced in the bucket since: the bucket's
@@ -180,12 +180,9 @@ def plan_restore(
             continue
         entry = manifest.get(path)
         vouched = vouched_md5(lf, entry)
-        local_md5 = vouched or hashes.get(path)
-        if _same_content(lf, r, local_md5, entry):
-            plan.skip.append(path)
-            if vouched is None or entry.etag != r.etag:
-                plan.learned[path] = ManifestEntry(lf.size, lf.mtime_ns, local_md5, r.etag)
-        elif overwrite or (vouched is not None and entry.etag != r.etag):
+        if _skipped_as_same(plan, path, lf, r, entry, vouched or hashes.get(path)):
+            continue
+        if overwrite or (vouched is not None and entry.etag != r.etag):
             plan.transfer.append(path)
         else:
             plan.conflicts.append(path)

@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .hashing import file_digests, file_md5, is_plain_md5_etag, multipart_etag
+from .hashing import file_md5, is_plain_md5_etag, multipart_etag, range_md5
 from .listing import LocalListing, list_local, resolve_selection
 from .manifest import Manifest, ManifestEntry, manifest_path
 from .objectstore import ObjectStore, StoreError
@@ -33,7 +33,7 @@ DOWNLOAD_BLOCK = 1024 * 1024
 
 
 class Cancelled(Exception):
-    """A fatal error elsewhere stopped the job; this transfer was not started."""
+    """The job was stopped (a fatal store error, or the server shutting down) before this transfer began."""
 
 
 class SyncEngine:
@@ -71,6 +71,14 @@ class SyncEngine:
             local = local_future.result()
         view = remote_view(objects, self.prefix, self.config.all_excludes, selection)
         return local, view.objects, view.unsafe_keys
+
+    def _survey(self, job: Job, pool, selection, manifest: Manifest):
+        """Everything a plan needs: both listings, the manifest, and the missing hashes."""
+        local, remote, unsafe = self._list_both(selection)
+        known = manifest.snapshot()
+        job.update(message="comparing")
+        hashes = self._resolve_unknowns(pool, local.files, remote, known)
+        return local, remote, unsafe, known, hashes
 
     def _resolve_unknowns(self, pool, local, remote, manifest) -> dict[str, str]:
         """Read the MD5 metadata of foreign multipart objects and hash unvouched local files."""
@@ -136,10 +144,7 @@ class SyncEngine:
         self._parts = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync-part")
         try:
             try:
-                local, remote, _ = self._list_both(selection)
-                known = manifest.snapshot()
-                job.update(message="comparing")
-                hashes = self._resolve_unknowns(pool, local.files, remote, known)
+                local, remote, _, known, hashes = self._survey(job, pool, selection, manifest)
             except StoreError as e:
                 return self._fail(job, e, "sync")
             plan = plan_sync(
@@ -161,11 +166,11 @@ class SyncEngine:
                 files_total=len(plan.transfer) + len(plan.delete),
                 bytes_total=sum(local.files[p].size for p in plan.transfer),
                 skipped=len(plan.skip),
-                conflicts=plan.conflicts,
+                conflicts=list(plan.conflicts),
                 message=f"uploading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
-                job, pool, plan.transfer, lambda p: self._upload(job, p, local.files[p].size, manifest), manifest, cancel
+                job, pool, plan.transfer, lambda p: self._upload(job, p, manifest), manifest, cancel
             )
             if fatal is None and not cancel.is_set() and plan.delete:
                 job.update(message=f"deleting {len(plan.delete)} remote files")
@@ -183,7 +188,7 @@ class SyncEngine:
             self._parts.shutdown(wait=True, cancel_futures=True)
             manifest.save()
 
-    def _upload(self, job: Job, path: str, listed_size: int, manifest: Manifest) -> None:
+    def _upload(self, job: Job, path: str, manifest: Manifest) -> None:
         abs_path = self.root / path
         key = self.prefix + path
         before = os.stat(abs_path)
@@ -207,7 +212,16 @@ class SyncEngine:
 
     def _upload_multipart(self, job: Job, abs_path: Path, key: str) -> tuple[str, str]:
         chunk = max(5 * 1024 * 1024, self.config.multipart_chunksize)
-        md5, part_digests, size = file_digests(abs_path, chunk)
+        before = os.stat(abs_path)
+        # The whole-file MD5 (stored as metadata) is one sequential pass; the part MD5s run
+        # beside it on the other threads, so the two passes cost about one on two cores.
+        whole = self._parts.submit(file_md5, abs_path)
+        offsets = range(0, max(before.st_size, 1), chunk)
+        part_digests = list(self._parts.map(lambda offset: range_md5(abs_path, offset, chunk), offsets))
+        md5 = whole.result()
+        after = os.stat(abs_path)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise StoreError("changed-during-sync", f"{key}: the file changed while it was read; the next sync sends it")
         upload_id = self.store.create_multipart(key, md5)
         try:
 
@@ -249,10 +263,7 @@ class SyncEngine:
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-restore")
         try:
             try:
-                local, remote, unsafe = self._list_both(selection)
-                known = manifest.snapshot()
-                job.update(message="comparing")
-                hashes = self._resolve_unknowns(pool, local.files, remote, known)
+                local, remote, unsafe, known, hashes = self._survey(job, pool, selection, manifest)
             except StoreError as e:
                 return self._fail(job, e, "restore")
             for key in unsafe:
@@ -264,7 +275,7 @@ class SyncEngine:
                 files_total=len(plan.transfer),
                 bytes_total=sum(remote[p].size for p in plan.transfer),
                 skipped=len(plan.skip),
-                conflicts=plan.conflicts,
+                conflicts=list(plan.conflicts),
                 message=f"downloading {len(plan.transfer)} files",
             )
             fatal = self._run_transfers(
@@ -310,7 +321,7 @@ class SyncEngine:
             if expected and md5 != expected:
                 raise StoreError("checksum-mismatch", f"{path}: downloaded content has MD5 {md5}, the bucket says {expected}")
             if not overwrite and self._changed_since_listing(target, listed):
-                job.update(conflicts=[*job.conflicts, path])
+                job.conflict(path)
                 return  # someone wrote the file while it downloaded: keep theirs
             os.replace(tmp, target)
             tmp = None

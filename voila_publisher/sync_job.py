@@ -53,6 +53,10 @@ class Job:
             if len(self.errors) < self.MAX_ERRORS:
                 self.errors.append({"path": path, "message": message})
 
+    def conflict(self, path: str) -> None:
+        with self._lock:
+            self.conflicts.append(path)
+
     def finish(self, message: str, *, failed: bool = False, reason: str | None = None) -> None:
         with self._lock:
             self.state = "error" if failed or self.errors else "done"

@@ -256,6 +256,25 @@ def test_restore_never_silently_overwrites_a_newer_local_file(seaweedfs, s3_buck
     assert result["downloaded"] == 1 and (node / "paper.ipynb").read_bytes() == b"version from the bucket"
 
 
+def test_restore_keeps_a_file_the_user_saved_while_it_downloaded(seaweedfs, s3_bucket, tmp_path):
+    config = make_config(seaweedfs, s3_bucket)
+    source, node = tmp_path / "source", tmp_path / "node"
+    write(source, "draft.ipynb", b"bucket version")
+    run(SyncEngine(config, source, USER))
+
+    class UserSavesDuringDownload(ObjectStore):
+        def get(self, key):
+            response = super().get(key)
+            write(node, "draft.ipynb", b"saved by the user meanwhile")
+            return response
+
+    store = UserSavesDuringDownload(s3_bucket, endpoint_url=seaweedfs.url)
+    result = run(SyncEngine(config, node, USER, store=store), "restore")
+    assert result["conflicts"] == ["draft.ipynb"] and result["downloaded"] == 0
+    assert (node / "draft.ipynb").read_bytes() == b"saved by the user meanwhile"
+    assert not list(node.glob(".draft.ipynb.*"))  # the downloaded copy was discarded
+
+
 def test_sync_does_not_overwrite_a_remote_file_replaced_elsewhere(seaweedfs, s3_bucket, tmp_path):
     config = make_config(seaweedfs, s3_bucket)
     a, b = tmp_path / "a", tmp_path / "b"

@@ -119,6 +119,14 @@ async def test_concurrent_posts_join_one_sync(jp_fetch, jp_root_dir, seaweedfs, 
     assert len(keys(seaweedfs, s3_bucket)) == 300
 
 
+async def test_restore_while_a_sync_runs_is_refused_as_busy(jp_fetch, jp_root_dir, seaweedfs, s3_bucket):
+    fill(jp_root_dir, 500, size=2_000)  # long enough that the restore request arrives mid-sync
+    _, job = await fetch_json(jp_fetch, "hybrid", "sync", method="POST", body={})
+    code, payload = await expect_error(jp_fetch, "hybrid", "restore", body={})
+    assert code == 409 and payload["reason"] == "busy" and "sync is running" in payload["message"]
+    assert (await wait_done(jp_fetch, "sync", job["id"]))["uploaded"] == 500
+
+
 async def test_restore_through_the_api(jp_fetch, jp_root_dir, seaweedfs, s3_bucket):
     client = seaweedfs.client()
     client.put_object(Bucket=s3_bucket, Key=f"users/{USER}/from-bucket/a.ipynb", Body=b"from the bucket")
@@ -257,3 +265,51 @@ class TestFinalSync:
         (jp_root_dir / "last-minute.ipynb").write_text("written just before the culler came")
         await jp_serverapp.cleanup_extensions()  # what the server runs on SIGTERM
         assert keys(seaweedfs, s3_bucket) == ["last-minute.ipynb"]
+
+
+async def test_cookie_authenticated_post_needs_the_xsrf_token(
+    jp_serverapp, http_server_client, jp_base_url, jp_root_dir, seaweedfs, s3_bucket
+):
+    from http.cookies import SimpleCookie
+    from urllib.parse import urlencode
+
+    def cookies_of(response, jar):
+        for header in response.headers.get_list("Set-Cookie"):
+            jar.load(header)
+        return jar
+
+    jar = SimpleCookie()
+    login_page = await http_server_client.fetch(jp_base_url + "login", raise_error=False)
+    cookies_of(login_page, jar)
+    xsrf = jar["_xsrf"].value
+    token = jp_serverapp.identity_provider.token
+    login = await http_server_client.fetch(
+        jp_base_url + "login",
+        method="POST",
+        body=urlencode({"password": token, "_xsrf": xsrf}),
+        headers={"Cookie": "; ".join(f"{k}={v.value}" for k, v in jar.items())},
+        follow_redirects=False,
+        raise_error=False,
+    )
+    assert login.code == 302
+    cookie_header = "; ".join(f"{k}={v.value}" for k, v in cookies_of(login, jar).items())
+    fill(jp_root_dir, 1)
+    refused = await http_server_client.fetch(
+        jp_base_url + "hybrid/sync", method="POST", body="{}", headers={"Cookie": cookie_header}, raise_error=False
+    )
+    assert refused.code == 403 and keys(seaweedfs, s3_bucket) == []
+    accepted = await http_server_client.fetch(
+        jp_base_url + "hybrid/sync",
+        method="POST",
+        body="{}",
+        headers={"Cookie": cookie_header, "X-XSRFToken": xsrf},
+        raise_error=False,
+    )
+    assert accepted.code == 202
+    job = json.loads(accepted.body)
+    deadline = time.monotonic() + 60
+    while job["state"] == "running" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        status = await http_server_client.fetch(jp_base_url + f"hybrid/sync/{job['id']}", headers={"Cookie": cookie_header})
+        job = json.loads(status.body)
+    assert job["state"] == "done" and keys(seaweedfs, s3_bucket) == ["notebooks/nb-0000.ipynb"]
