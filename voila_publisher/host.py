@@ -1,6 +1,7 @@
 """The public host's publisher service: upload API, gallery and dashboard routing, in front of Voila.
 
-Run it as ``voila-publisher`` (see ``--help-all``). It
+Run it as ``voila-publisher`` (see ``--help-all``); its HTTP handlers are in
+:mod:`voila_publisher.host_handlers`, Voila's command line in :mod:`voila_publisher.voila_command`. It
 
 * accepts ``PUT/DELETE /api/dashboards/{owner}/{slug}`` and ``GET /api/dashboards`` from the
   private networks (nginx enforces the networks, this service the per-user tokens);
@@ -22,285 +23,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import shutil
 import signal
-import sys
+import tempfile
 from pathlib import Path
 
 import jinja2
 import tornado.httpserver
+import tornado.ioloop
 import tornado.web
-from tornado.httputil import parse_body_arguments
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from hybrid_spawner._version import __version__
 
-from . import notebooks
-from .store import DashboardStore, StoredDashboard
-from .tokens import InvalidToken, token_owner
+from .host_handlers import (
+    DashboardHandler,
+    DashboardListHandler,
+    GalleryHandler,
+    HealthHandler,
+    RenderRouteHandler,
+)
+from .store import DashboardStore
+from .voila_command import kernel_environment, voila_argv
 
 TEMPLATES = Path(__file__).parent / "templates"
-# Where nginx's internal location for rendering lives; must match jupyter_config/nginx/.
-INTERNAL_RENDER_PREFIX = "/_voila_render/"
-# Environment variables a Voila kernel may inherit; everything else (the shared secret,
-# whatever the service manager set) stays with this service.
-KERNEL_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-def dashboard_json(record: StoredDashboard, public_url: str) -> dict:
-    """The contract's Dashboard object (docs/contracts.md)."""
-    path = f"/dashboards/{record.owner}/{record.slug}/"
-    return {
-        "owner": record.owner,
-        "slug": record.slug,
-        "title": record.title,
-        "url": (public_url.rstrip("/") + path) if public_url else path,
-        "version": record.version,
-        "published": record.published,
-    }
-
-
-def voila_argv(
-    *,
-    dashboards_dir: str,
-    ip: str,
-    port: int,
-    base_url: str,
-    execution_timeout: int,
-    cull_idle_timeout: int,
-    cull_interval: int,
-    cull_connected: bool,
-    extra_args: list[str] = (),
-    python: str = sys.executable,
-) -> list[str]:
-    """The Voila command line for serving ``dashboards_dir``; pure, so it is unit-tested."""
-    return [
-        python, "-m", "voila", "--no-browser",
-        f"--Voila.ip={ip}",
-        f"--Voila.port={port}",
-        f"--Voila.base_url={base_url}",
-        "--Voila.open_browser=False",
-        "--VoilaConfiguration.strip_sources=True",
-        "--VoilaConfiguration.show_tracebacks=False",
-        # Data files are for the kernel, not for download: Voila serves none of them.
-        "--VoilaConfiguration.file_denylist=.*",
-        f"--VoilaExecutor.timeout={execution_timeout}",
-        f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
-        f"--MappingKernelManager.cull_interval={cull_interval}",
-        f"--MappingKernelManager.cull_connected={cull_connected}",
-        *extra_args,
-        dashboards_dir,
-    ]
-
-
-def kernel_environment(source: dict, extra: dict) -> dict:
-    env = {k: v for k, v in source.items() if k in KERNEL_ENV_ALLOWED or k.startswith("LC_")}
-    env.update(extra)
-    return env
-
-
-class BaseHandler(tornado.web.RequestHandler):
-    @property
-    def log(self):
-        return self.service.log
-
-    @property
-    def service(self) -> "PublisherService":
-        return self.settings["publisher"]
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            body = {"message": exc.message, "reason": exc.reason}
-        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
-            body = {"message": exc.log_message % exc.args if exc.args else exc.log_message, "reason": "http-error"}
-        else:
-            body = {"message": self._reason, "reason": "internal-error" if status_code >= 500 else "http-error"}
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
-    def fail(self, status: int, reason: str, message: str):
-        raise ApiError(status, reason, message)
-
-    def send_error_json(self, exc: ApiError):
-        self.set_status(exc.status)
-        if exc.status == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="voila-publisher"')
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": exc.message, "reason": exc.reason}))
-
-
-class ApiHandler(BaseHandler):
-    def check_xsrf_cookie(self):
-        # A bearer-token API: no cookies, so no cross-site request forgery to guard against.
-        return
-
-    def caller(self) -> str:
-        """The owner the request's bearer token belongs to (401 if none is valid)."""
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            self.fail(401, "no-token", "a publish token is required (Authorization: Bearer <token>)")
-        try:
-            return token_owner(self.service.secret, token.strip())
-        except InvalidToken:
-            self.fail(401, "invalid-token", "the publish token is not valid for this host")
-
-    def target(self, owner: str, slug: str) -> tuple[str, str]:
-        """Check the owner and slug of the URL against the caller: 400 for bad names, 403 for others' dashboards."""
-        caller = self.caller()
-        try:
-            notebooks.check_owner(owner)
-            notebooks.check_slug(slug)
-        except notebooks.InvalidName as e:
-            self.fail(400, "invalid-name", str(e))
-        if caller != owner:
-            self.fail(403, "wrong-owner", f"this token publishes for {caller!r}, not for {owner!r}")
-        return owner, slug
-
-    async def _run(self, coro_fn, *args):
-        try:
-            await coro_fn(*args)
-        except ApiError as e:
-            self.send_error_json(e)
-
-
-class DashboardListHandler(ApiHandler):
-    async def get(self):
-        await self._run(self._list)
-
-    async def _list(self):
-        self.caller()
-        owner = self.get_query_argument("owner", None)
-        if owner is not None:
-            try:
-                notebooks.check_owner(owner)
-            except notebooks.InvalidName as e:
-                self.fail(400, "invalid-name", str(e))
-        records = await asyncio.to_thread(self.service.store.list, owner)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps([dashboard_json(r, self.service.public_url) for r in records]))
-
-
-class DashboardHandler(ApiHandler):
-    async def get(self, owner, slug):
-        await self._run(self._get, owner, slug)
-
-    async def put(self, owner, slug):
-        await self._run(self._put, owner, slug)
-
-    async def delete(self, owner, slug):
-        await self._run(self._delete, owner, slug)
-
-    async def _get(self, owner, slug):
-        self.caller()
-        try:
-            record = await asyncio.to_thread(self.service.store.get, owner, slug)
-        except notebooks.InvalidName as e:
-            self.fail(400, "invalid-name", str(e))
-        if record is None:
-            self.fail(404, "not-found", f"no dashboard {owner}/{slug}")
-        self.finish(dashboard_json(record, self.service.public_url))
-
-    async def _delete(self, owner, slug):
-        owner, slug = self.target(owner, slug)
-        removed = await asyncio.to_thread(self.service.store.unpublish, owner, slug)
-        if not removed:
-            self.fail(404, "not-found", f"no dashboard {owner}/{slug} to unpublish")
-        self.log.info("unpublished %s/%s", owner, slug)
-        self.set_status(204)
-        self.finish()
-
-    async def _put(self, owner, slug):
-        owner, slug = self.target(owner, slug)
-        notebook_bytes, files = self._upload()
-        service = self.service
-        if len(notebook_bytes) > service.max_notebook_size:
-            self.fail(413, "too-large", f"the notebook is {len(notebook_bytes)} bytes; this host accepts at most {service.max_notebook_size}")
-        if len(files) > service.max_data_files:
-            self.fail(413, "too-many-files", f"{len(files)} data files; this host accepts at most {service.max_data_files}")
-        data_bytes = sum(len(v) for v in files.values())
-        if data_bytes > service.max_data_size:
-            self.fail(413, "too-large", f"the data files total {data_bytes} bytes; this host accepts at most {service.max_data_size}")
-        nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
-        record = await asyncio.to_thread(service.store.publish, owner, slug, notebook_bytes, title, files)
-        self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
-        self.set_status(201 if record.version == 1 else 200)
-        self.finish(dashboard_json(record, service.public_url))
-
-    def _upload(self) -> tuple[bytes, dict[str, bytes]]:
-        """The notebook and data files of the request body (JSON notebook, or multipart)."""
-        content_type = self.request.headers.get("Content-Type", "")
-        if not content_type.startswith("multipart/form-data"):
-            return self.request.body, {}
-        arguments, parts = {}, {}
-        parse_body_arguments(content_type, self.request.body, arguments, parts)
-        notebook_parts = parts.get("notebook", [])
-        if len(notebook_parts) != 1:
-            self.fail(400, "invalid-upload", "a multipart upload needs exactly one part named 'notebook'")
-        files = {}
-        for part in parts.get("files", []):
-            try:
-                name = notebooks.check_data_file_name(part["filename"])
-            except notebooks.InvalidName as e:
-                self.fail(400, "invalid-name", str(e))
-            files[name] = part["body"]
-        return notebook_parts[0]["body"], files
-
-    def _validate(self, notebook_bytes: bytes, files: dict, slug: str):
-        try:
-            nb = notebooks.parse_notebook(notebook_bytes)
-            declared = set(notebooks.declared_data_files(nb))
-        except (notebooks.InvalidNotebook, notebooks.InvalidName) as e:
-            raise ApiError(400, "invalid-notebook", str(e)) from None
-        undeclared = sorted(set(files) - declared)
-        if undeclared:
-            raise ApiError(400, "undeclared-file", f"data files not declared in metadata.voila_publisher.data_files: {', '.join(undeclared)}")
-        if f"{slug}.ipynb" in files:
-            raise ApiError(400, "invalid-name", f"a data file may not be called {slug}.ipynb")
-        return nb, notebooks.notebook_title(nb, slug)
-
-
-class RenderRouteHandler(BaseHandler):
-    """``/dashboards/{owner}/{slug}/``: tell nginx which immutable version to render."""
-
-    async def get(self, owner, slug):
-        try:
-            record = await asyncio.to_thread(self.service.store.get, owner, slug)
-        except notebooks.InvalidName:
-            record = None
-        if record is None:
-            self.set_status(404)
-            self.finish(self.service.render_template("not_found.html", owner=owner, slug=slug))
-            return
-        # Never let a browser or a cache keep the mapping: a republish must show at once.
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Redirect", INTERNAL_RENDER_PREFIX + record.notebook)
-        self.set_header("X-Dashboard-Version", str(record.version))
-        self.finish()
-
-
-class GalleryHandler(BaseHandler):
-    async def get(self):
-        records = await asyncio.to_thread(self.service.store.list, None)
-        dashboards = [dashboard_json(r, "") for r in records]
-        self.set_header("Cache-Control", "no-cache")
-        self.finish(self.service.render_template("gallery.html", dashboards=dashboards, title=self.service.gallery_title))
-
-
-class HealthHandler(BaseHandler):
-    async def get(self):
-        voila_ok = await self.service.voila_serving()
-        self.set_status(200 if voila_ok else 503)
-        self.finish({"publisher": "ok", "voila": "ok" if voila_ok else "down", "version": __version__})
 
 
 class PublisherService(Application):
@@ -330,7 +79,16 @@ class PublisherService(Application):
         "Empty: answers carry paths only.",
     )
     gallery_title = Unicode("Published dashboards", config=True, help="Heading of the public gallery page.")
-    max_notebook_size = Integer(10 * 1024 * 1024, config=True, help="Largest notebook accepted, in bytes (413 above). Keep nginx's client_max_body_size above max_notebook_size + max_data_size.")
+    prune_grace = Integer(
+        300, config=True,
+        help="Seconds a replaced version stays on disk even beyond versions_kept, so that viewers routed to it "
+        "just before a republish still get its page and data files.",
+    )
+    max_notebook_size = Integer(
+        10 * 1024 * 1024, config=True,
+        help="Largest notebook accepted, in bytes (413 with a JSON message above). The service reads bodies up to "
+        "max_notebook_size + max_data_size + 4 MiB; set nginx's client_max_body_size between that sum and it.",
+    )
     max_data_size = Integer(20 * 1024 * 1024, config=True, help="Largest total size of a dashboard's declared data files, in bytes (413 above).")
     max_data_files = Integer(20, config=True, help="Most data files one dashboard may carry.")
 
@@ -342,6 +100,23 @@ class PublisherService(Application):
     cull_idle_timeout = Integer(600, config=True, help="Seconds after which an idle dashboard kernel is shut down (MappingKernelManager.cull_idle_timeout).")
     cull_interval = Integer(60, config=True, help="How often, in seconds, Voila looks for idle kernels.")
     cull_connected = Bool(False, config=True, help="Also cull idle kernels that still have a browser connected (saves memory, breaks widgets of long-open pages).")
+    preheat_kernels = Bool(
+        False, config=True,
+        help="Keep kernels that have already run the current version of every dashboard, so a viewer's first page "
+        "comes at once. Safe with republishing (each version has its own path, see voila_publisher.voila_app), "
+        "but costs one idle kernel (tens of MB) per published dashboard, and the page shows the output computed "
+        "when the kernel was pre-heated, not at the viewer's request.",
+    )
+    runtime_dir = Unicode(
+        "", config=True,
+        help="Private directory for runtime files (the token Voila's pool endpoint checks). Default: a new temporary directory.",
+    )
+    preheat_wait = Integer(
+        30, config=True,
+        help="With preheat_kernels, how long a publish request waits for the new version's kernel to finish "
+        "pre-rendering before answering (the answer comes anyway after this many seconds).",
+    )
+    preheat_pool_size = Integer(1, config=True, help="Pre-heated kernels per dashboard when preheat_kernels is on.")
     voila_extra_args = List(Unicode(), config=True, help="More command line arguments for Voila, e.g. ['--theme=dark'].")
     voila_env = Dict(config=True, help="Extra environment variables for Voila and its kernels. Never put secrets here: published code can read them.")
     voila_user = Unicode("", config=True, help="Unix user to run Voila (and so the published code) as; recommended in production, needs root to start.")
@@ -372,15 +147,18 @@ class PublisherService(Application):
         super().initialize(argv)
         if self.config_file:
             self.load_config_file(self.config_file)
+            self.update_config(self.cli_config)  # the command line wins over the file
         self._secret = self.shared_secret
         if self.shared_secret_file:
             self._secret = Path(self.shared_secret_file).read_text().strip()
         if len(self._secret.encode()) < 16:
             self.log.critical("no shared secret (>= 16 bytes): set PublisherService.shared_secret_file or HYBRID_PUBLISHER_SECRET")
             self.exit(2)
-        self.store = DashboardStore(self.dashboards_dir, self.versions_kept)
+        self.store = DashboardStore(self.dashboards_dir, self.versions_kept, self.prune_grace)
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
+        self._pools_lock = asyncio.Lock()
+        self._control_token = ""
 
     def render_template(self, name: str, **context) -> str:
         return self.jinja.get_template(name).render(**context)
@@ -417,6 +195,8 @@ class PublisherService(Application):
             ip=self.voila_ip, port=self.voila_port, base_url=self.voila_base_url,
             execution_timeout=self.execution_timeout, cull_idle_timeout=self.cull_idle_timeout,
             cull_interval=self.cull_interval, cull_connected=self.cull_connected,
+            preheat_pool_size=self.preheat_pool_size if self.preheat_kernels else 0,
+            control_token_file=self._write_control_token() if self.preheat_kernels else "",
             extra_args=list(self.voila_extra_args),
         )
         kwargs = {"user": self.voila_user} if self.voila_user else {}
@@ -424,6 +204,55 @@ class PublisherService(Application):
             *argv, env=kernel_environment(os.environ, self.voila_env), cwd=self.dashboards_dir, **kwargs
         )
         self.log.info("started Voila (pid %d) on %s:%d serving %s", self.voila_process.pid, self.voila_ip, self.voila_port, self.dashboards_dir)
+
+    def _prune_in_background(self):
+        async def prune():
+            removed = await asyncio.to_thread(self.store.prune)
+            if removed:
+                self.log.info("removed %d replaced dashboard versions", removed)
+
+        asyncio.ensure_future(prune())
+
+    def _write_control_token(self) -> str:
+        self._control_token = secrets.token_urlsafe(32)
+        directory = self.runtime_dir or tempfile.mkdtemp(prefix="voila-publisher-")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        path = os.path.join(directory, "control_token")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self._control_token)
+        if self.voila_user:
+            shutil.chown(directory, self.voila_user)
+            shutil.chown(path, self.voila_user)
+        return path
+
+    @property
+    def preheating(self) -> bool:
+        return self.preheat_kernels and self.start_voila
+
+    def pools_changed(self) -> None:
+        """After an unpublish: tell Voila which versions to keep pre-heated (in the background)."""
+        if self.preheating:
+            asyncio.ensure_future(self.sync_pools())
+
+    async def sync_pools(self, wait: float = 0) -> None:
+        # One sync at a time; each sends the whole current list, so the last one wins.
+        async with self._pools_lock:
+            wanted = [r.notebook for r in await asyncio.to_thread(self.store.list, None)]
+            url = f"http://{self.voila_ip}:{self.voila_port}{self.voila_base_url}_publisher/pools?wait={wait}"
+            request = HTTPRequest(url, method="PUT", body=json.dumps(wanted), request_timeout=30 + wait,
+                                  headers={"Authorization": f"Bearer {self._control_token}"})
+            try:
+                await AsyncHTTPClient().fetch(request)
+            except Exception as e:  # dashboards still render, only without a pre-heated kernel
+                self.log.warning("could not update Voila's kernel pools: %s", e)
+
+    async def _preheat_when_voila_serves(self):
+        for _ in range(600):
+            if await self.voila_serving():
+                await self.sync_pools()
+                return
+            await asyncio.sleep(0.1)
 
     async def _watch_voila(self, stopping: asyncio.Event):
         code = await self.voila_process.wait()
@@ -438,16 +267,21 @@ class PublisherService(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         server = tornado.httpserver.HTTPServer(
-            self.make_app(), max_body_size=self.max_notebook_size + self.max_data_size + 1024 * 1024, xheaders=True
+            self.make_app(), max_body_size=self.max_notebook_size + self.max_data_size + 4 * 1024 * 1024, xheaders=True
         )
         server.listen(self.port, self.ip)
+        pruner = tornado.ioloop.PeriodicCallback(self._prune_in_background, 60_000)
+        pruner.start()
         self.log.info("voila-publisher %s on http://%s:%d, dashboards in %s", __version__, self.ip, self.port, self.dashboards_dir)
         watcher = None
         if self.start_voila:
             await self._start_voila()
             watcher = asyncio.ensure_future(self._watch_voila(stopping))
+            if self.preheat_kernels:
+                asyncio.ensure_future(self._preheat_when_voila_serves())
         await stopping.wait()
         server.stop()
+        pruner.stop()
         if self.voila_process and self.voila_process.returncode is None:
             self.voila_process.terminate()
             try:

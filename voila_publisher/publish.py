@@ -27,16 +27,7 @@ from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import notebooks
-
-
-class PublishError(Exception):
-    """A failure to report to the user: HTTP status, short reason code, readable message."""
-
-    def __init__(self, status: int, reason: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
+from .errors import PublishError
 
 
 @dataclass
@@ -46,6 +37,7 @@ class PreparedUpload:
     notebook: bytes
     files: dict[str, bytes] = field(default_factory=dict)
     removed_cells: int = 0
+    source_path: str = ""  # the notebook's API path on this server
 
 
 class DashboardPublisher(LoggingConfigurable):
@@ -153,7 +145,10 @@ class DashboardPublisher(LoggingConfigurable):
         if self.clear_outputs:
             notebooks.clear_outputs(nb)
         files = self._read_data_files(root, nb_path.parent, declared)
-        return PreparedUpload(owner=owner, slug=slug, notebook=notebooks.serialize(nb), files=files, removed_cells=removed)
+        return PreparedUpload(
+            owner=owner, slug=slug, notebook=notebooks.serialize(nb), files=files, removed_cells=removed,
+            source_path=path.strip("/"),
+        )
 
     def _read_data_files(self, root: Path, nb_dir: Path, names: list[str]) -> dict[str, bytes]:
         files, total = {}, 0
@@ -201,7 +196,8 @@ class DashboardPublisher(LoggingConfigurable):
             body, content_type = _multipart(upload)
         else:
             body, content_type = upload.notebook, "application/json"
-        response = await self._call("PUT", self._api(upload.owner, upload.slug), body, {"Content-Type": content_type})
+        url = self._api(upload.owner, upload.slug, query={"source_path": upload.source_path})
+        response = await self._call("PUT", url, body, {"Content-Type": content_type})
         dashboard = self._with_public_url(json.loads(response.body))
         self.log.info("published %s as %s (version %s, %d hidden cells removed)", path, dashboard["url"], dashboard["version"], upload.removed_cells)
         return dashboard

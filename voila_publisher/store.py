@@ -41,6 +41,7 @@ class StoredDashboard:
     version: int
     published: str  # ISO 8601, UTC
     notebook: str  # path of the notebook relative to the dashboards directory
+    source_path: str = ""  # where the notebook lives on the owner's server (shown to the owner only)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -51,11 +52,16 @@ def version_dir_name(version: int) -> str:
 
 
 class DashboardStore:
-    def __init__(self, root, versions_kept: int = 3):
+    """``versions_kept`` versions per dashboard stay on disk; a version beyond that count is
+    deleted only once it has been replaced for ``grace_seconds``, because a viewer routed to
+    it just before a republish still needs its files (the page, the kernel's data files)."""
+
+    def __init__(self, root, versions_kept: int = 3, grace_seconds: float = 300.0):
         if versions_kept < 1:
             raise ValueError("versions_kept must be at least 1 (the current version)")
         self.root = Path(root)
         self.versions_kept = versions_kept
+        self.grace_seconds = grace_seconds
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -110,7 +116,9 @@ class DashboardStore:
         return self._versions(directory) if directory.is_dir() else []
 
     # -- writing ---------------------------------------------------------------------------
-    def publish(self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None) -> StoredDashboard:
+    def publish(
+        self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None, source_path: str = ""
+    ) -> StoredDashboard:
         """Store a new version and make it current atomically; returns it."""
         files = {check_data_file_name(name): data for name, data in (files or {}).items()}
         directory = self._dashboard_dir(owner, slug)
@@ -132,6 +140,7 @@ class DashboardStore:
                     version=version,
                     published=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     notebook=f"{owner}/{slug}/{final.name}/{notebook_name}",
+                    source_path=source_path,
                 )
                 _write_durably(staging / notebook_name, notebook)
                 for name, data in files.items():
@@ -144,7 +153,7 @@ class DashboardStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             self._point_current(directory, final.name)
-            self._prune(directory, keep_from=version - self.versions_kept + 1)
+            self._prune(directory)
             return record
 
     def unpublish(self, owner: str, slug: str) -> bool:
@@ -166,10 +175,27 @@ class DashboardStore:
         os.symlink(version_name, link)
         os.replace(link, directory / CURRENT)
 
-    def _prune(self, directory: Path, keep_from: int) -> None:
-        for version in self._versions(directory):
-            if version < keep_from:
-                shutil.rmtree(directory / version_dir_name(version), ignore_errors=True)
+    def prune(self) -> int:
+        """Delete every version past its grace period (run periodically); returns how many."""
+        removed = 0
+        for owner_dir in [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+            for slug_dir in [p for p in owner_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+                with self._lock(owner_dir.name, slug_dir.name):
+                    if slug_dir.is_dir():
+                        removed += self._prune(slug_dir)
+        return removed
+
+    def _prune(self, directory: Path) -> int:
+        versions = self._versions(directory)
+        now = time.time()
+        removed = 0
+        # versions[i + 1] replaced versions[i]; its directory's mtime says when.
+        for older, successor in zip(versions[: -self.versions_kept], versions[1:]):
+            replaced_at = (directory / version_dir_name(successor)).stat().st_mtime
+            if now - replaced_at >= self.grace_seconds:
+                shutil.rmtree(directory / version_dir_name(older), ignore_errors=True)
+                removed += 1
+        return removed
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -71,3 +71,17 @@ def token_owner(secret: str | bytes, token: str) -> str:
     if not owner or not hmac.compare_digest(mac, _mac(key, owner)):
         raise InvalidToken("the publish token was not issued by this hub")
     return owner
+
+
+def spawner_token(secret: str | bytes):
+    """For the hub's config: ``c.Spawner.environment = {"HYBRID_PUBLISHER_TOKEN": spawner_token(secret)}``.
+
+    JupyterHub calls environment values that are callables with the spawner, so each user's
+    server gets its own token and the secret itself never leaves the hub.
+    """
+    _secret_bytes(secret)  # fail at hub start, not at the first spawn
+
+    def token_for(spawner) -> str:
+        return derive_publish_token(secret, spawner.user.name)
+
+    return token_for

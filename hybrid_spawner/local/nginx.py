@@ -44,7 +44,7 @@ def nginx_binary() -> str:
 def render_public_host_conf(*, standalone: bool, prefix: str | Path | None = None, **settings) -> str:
     values = {**PRODUCTION_SETTINGS, **settings}
     if values["render_prefix"] != "/_voila_render/":
-        raise ValueError("render_prefix is fixed by voila_publisher.host.INTERNAL_RENDER_PREFIX")
+        raise ValueError("render_prefix is fixed by voila_publisher.host_handlers.INTERNAL_RENDER_PREFIX")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_DIR), keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     values.setdefault("worker_user", "")
     return env.get_template(TEMPLATE).render(

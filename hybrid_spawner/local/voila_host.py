@@ -23,8 +23,9 @@ from .processes import ManagedProcess, child_env, free_port, http_ok, venv_bin_d
 class PublisherProcess(ManagedProcess):
     """``voila-publisher`` (and the Voila it starts) with a config file in ``directory``."""
 
-    def __init__(self, directory, *, secret: str, public_url: str = "", versions_kept: int = 3, extra_config: str = ""):
+    def __init__(self, directory, *, secret: str, public_url: str = "", versions_kept: int = 3, extra_config: str = "", env: dict | None = None):
         self.dir = Path(directory)
+        self.control_token_file = self.dir / "runtime" / "control_token"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.voila_port = free_port()
@@ -44,9 +45,10 @@ class PublisherProcess(ManagedProcess):
             f"c.PublisherService.shared_secret_file = {str(secret_file)!r}\n"
             f"c.PublisherService.public_url = {public_url!r}\n"
             f"c.PublisherService.versions_kept = {versions_kept}\n"
+            f"c.PublisherService.runtime_dir = {str(self.dir / 'runtime')!r}\n"
             "c.PublisherService.cull_interval = 30\n" + extra_config
         )
-        env = child_env()
+        env = child_env(env)
         env.pop("HYBRID_PUBLISHER_SECRET", None)
         super().__init__(
             "voila-publisher",
@@ -62,14 +64,15 @@ class PublisherProcess(ManagedProcess):
 class PublicHost:
     """Publisher + Voila + nginx in ``directory``; ``url`` is what viewers and clients use."""
 
-    def __init__(self, directory, *, versions_kept: int = 3, allowed_networks=None, extra_config: str = ""):
+    def __init__(self, directory, *, versions_kept: int = 3, allowed_networks=None, extra_config: str = "", env: dict | None = None):
         self.dir = Path(directory)
         self.secret = secrets.token_urlsafe(32)
         self.nginx_port = free_port()
         self.url = f"http://127.0.0.1:{self.nginx_port}"
         self.api_url = f"{self.url}/api/"
         self.publisher = PublisherProcess(
-            self.dir / "publisher", secret=self.secret, public_url=self.url, versions_kept=versions_kept, extra_config=extra_config
+            self.dir / "publisher", secret=self.secret, public_url=self.url, versions_kept=versions_kept,
+            extra_config=extra_config, env=env,
         )
         nginx_settings = {"allowed_networks": allowed_networks} if allowed_networks is not None else {}
         self.nginx = NginxProcess(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 import requests
 import websocket
 
 from hybrid_spawner.local.nginx import NginxProcess
-from tests.fixtures.publish import make_notebook
+from tests.fixtures.publish import PLANTED_ENV, make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def test_publish_renders_output_and_no_source_through_nginx(publisher_api, uniqu
 
 
 def test_kernel_websocket_upgrades_through_nginx(publisher_api, unique_slug, public_host):
-    publisher_api.put("alice", unique_slug, make_notebook(("code", "import ipywidgets" if False else "x = 1")))
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "x = 1")))
     page = publisher_api.render("alice", unique_slug)
     assert page.status_code == 200
     kernel_id = _kernel_id(page.text)
@@ -82,8 +83,9 @@ def test_republish_changes_content_and_keeps_previous_versions(publisher_api, un
         assert f"edition {n * 111}" in page.text
         assert all(f"edition {m * 111}" not in page.text for m in (1, 2, 3) if m != n)
     versions = sorted(os.listdir(public_host.dashboards_dir / "alice" / unique_slug))
-    # versions_kept=2 in the fixture: the current one and the one before it.
-    assert versions == ["current", "v000002", "v000003"]
+    # versions_kept=2 in the fixture; v000001 is older but still inside its grace period.
+    assert versions == ["current", "v000001", "v000002", "v000003"]
+    assert os.readlink(public_host.dashboards_dir / "alice" / unique_slug / "current") == "v000003"
 
 
 def test_unpublish_gives_404(publisher_api, unique_slug, public_host):
@@ -99,14 +101,22 @@ def test_unpublish_gives_404(publisher_api, unique_slug, public_host):
 
 
 def test_gallery_lists_the_dashboard(publisher_api, unique_slug, public_host):
-    publisher_api.put("carol", unique_slug, make_notebook(("markdown", "# Rainfall <by> region"), ("code", "1")))
+    r = requests.put(publisher_api.url("carol", unique_slug), params={"source_path": "private/notes/rain.ipynb"},
+                     data=json.dumps(make_notebook(("markdown", "# Rainfall <by> region"), ("code", "1"))),
+                     headers={"Authorization": f"Bearer {public_host.token_for('carol')}"}, timeout=60)
+    assert r.json()["path"] == "private/notes/rain.ipynb"
     gallery = requests.get(public_host.url + "/", timeout=30)
     assert gallery.status_code == 200 and gallery.headers["Content-Type"].startswith("text/html")
     assert f'href="/dashboards/carol/{unique_slug}/"' in gallery.text
+    assert "source_path" not in gallery.text and "private/notes" not in gallery.text
     assert "Rainfall &lt;by&gt; region" in gallery.text  # titles are escaped
     listed = publisher_api.list("carol").json()
     assert [d["slug"] for d in listed if d["slug"] == unique_slug] == [unique_slug]
     assert all(d["owner"] == "carol" for d in listed)
+    # Only the owner learns where the notebook lives on their server.
+    assert all("path" not in d for d in listed)
+    mine = publisher_api.list("carol", token_owner="carol").json()
+    assert next(d for d in mine if d["slug"] == unique_slug)["path"] == "private/notes/rain.ipynb"
 
 
 def test_declared_data_files_reach_the_kernel(publisher_api, unique_slug):
@@ -197,3 +207,49 @@ def test_api_is_closed_to_networks_not_listed(public_host, tmp_path):
         r = requests.put(f"{outside.url}/api/dashboards/alice/from-outside", data=b"{}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert r.status_code == 403 and r.json()["reason"] == "network-denied"
         assert requests.get(outside.url + "/", timeout=30).status_code == 200  # the gallery stays public
+
+
+def test_published_code_sees_no_secret_of_the_host(publisher_api, unique_slug, public_host):
+    probe = (
+        "import os, pathlib\n"
+        "values = ' '.join(os.environ.values())\n"
+        "print('ENVKEYS', sorted(k for k in os.environ if k.startswith(('AWS', 'HYBRID'))))\n"
+        f"print('PLANTED', any(v in values for v in {sorted(PLANTED_ENV.values())!r}))\n"
+        f"print('SECRET', {public_host.secret[:12]!r} in values)"
+    )
+    assert publisher_api.put("alice", unique_slug, make_notebook(("code", probe))).status_code == 201
+    page = publisher_api.render("alice", unique_slug).text
+    assert "ENVKEYS []" in page and "PLANTED False" in page and "SECRET False" in page
+
+
+def test_viewers_during_republishing_see_one_whole_version(publisher_api, unique_slug):
+    import threading
+
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('edition', 1000)")))
+    seen, stop = [], threading.Event()
+
+    def viewer():
+        while not stop.is_set():
+            r = publisher_api.render("alice", unique_slug)
+            seen.append((r.status_code, re.findall(r"edition (\d+)", r.text)))
+
+    thread = threading.Thread(target=viewer)
+    thread.start()
+    try:
+        for edition in (2000, 3000):
+            assert publisher_api.put("alice", unique_slug, make_notebook(("code", f"print('edition', {edition})"))).status_code == 200
+        deadline = time.monotonic() + 60
+        while not any(found == ["3000"] for _, found in seen):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen and all(status == 200 and len(found) == 1 for status, found in seen), seen
+
+
+def test_nginx_refuses_huge_uploads_with_json(public_host):
+    token = public_host.token_for("alice")
+    r = requests.put(f"{public_host.api_url}dashboards/alice/huge", data=b"x" * (33 * 1024 * 1024),
+                     headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert r.status_code == 413 and r.json()["reason"] == "too-large"

@@ -72,6 +72,7 @@ async def test_publish_returns_public_url_that_renders_without_hidden_cells(jp_f
     assert dashboard["owner"] == OWNER and dashboard["slug"] == "harvest-report-2026"
     assert dashboard["title"] == "Harvest report" and dashboard["version"] >= 1
     assert dashboard["url"] == f"{publisher_api.host.url}/dashboards/{OWNER}/harvest-report-2026/"
+    assert dashboard["path"] == path  # lets the Lab match the dashboard to its notebook
     page = publisher_api.render(OWNER, "harvest-report-2026").text
     assert "total 45" in page
     assert "hidden ran" not in page and "hunter2" not in page and "stale stored output" not in page
@@ -92,7 +93,7 @@ async def test_list_and_unpublish(jp_fetch, write_notebook, publisher_api):
     assert (await _call(jp_fetch, "POST", body={"path": path}))[0] == 200
     status, listing = await _call(jp_fetch, "GET")
     assert status == 200 and listing["configured"] is True and listing["missing"] is None
-    assert "to-remove" in [d["slug"] for d in listing["dashboards"]]
+    assert {"slug": "to-remove", "path": path}.items() <= next(d for d in listing["dashboards"] if d["slug"] == "to-remove").items()
     assert all(d["owner"] == OWNER for d in listing["dashboards"])
     status, body = await _call(jp_fetch, "DELETE", "to-remove")
     assert status == 204 and body is None

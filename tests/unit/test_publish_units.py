@@ -13,10 +13,11 @@ import pytest
 from hybrid_spawner.local import nginx
 from tests.fixtures.publish import make_notebook
 from voila_publisher import notebooks
-from voila_publisher.host import dashboard_json, kernel_environment, voila_argv
+from voila_publisher.host_handlers import dashboard_json
+from voila_publisher.voila_command import kernel_environment, voila_argv
 from voila_publisher.publish import DashboardPublisher, PublishError
 from voila_publisher.store import DashboardStore
-from voila_publisher.tokens import InvalidToken, derive_publish_token, token_owner
+from voila_publisher.tokens import InvalidToken, derive_publish_token, spawner_token, token_owner
 
 SECRET = "s" * 32
 
@@ -107,7 +108,7 @@ def test_title_prefers_metadata_then_first_heading():
 
 # -- versioned store ------------------------------------------------------------------------
 def test_store_swaps_versions_atomically_and_prunes(tmp_path):
-    store = DashboardStore(tmp_path, versions_kept=2)
+    store = DashboardStore(tmp_path, versions_kept=2, grace_seconds=0)
     for n in (1, 2, 3):
         record = store.publish("alice", "report", f"nb{n}".encode(), f"Title {n}", {"data/x.csv": b"1"})
         assert record.version == n
@@ -121,8 +122,19 @@ def test_store_swaps_versions_atomically_and_prunes(tmp_path):
     assert not [p for p in directory.iterdir() if p.name.startswith(".")]  # no staging left over
 
 
+def test_replaced_versions_outlive_the_count_for_the_grace_period(tmp_path):
+    store = DashboardStore(tmp_path, versions_kept=1, grace_seconds=60)
+    store.publish("alice", "r", b"1", "t")
+    store.publish("alice", "r", b"2", "t")
+    assert store.versions("alice", "r") == [1, 2]  # v1 was replaced a moment ago
+    replaced_at = os.stat(tmp_path / "alice" / "r" / "v000002").st_mtime - 61
+    os.utime(tmp_path / "alice" / "r" / "v000002", (replaced_at, replaced_at))
+    assert store.prune() == 1
+    assert store.versions("alice", "r") == [2] and store.get("alice", "r").version == 2
+
+
 def test_readers_never_see_a_missing_or_partial_version(tmp_path):
-    store = DashboardStore(tmp_path, versions_kept=5)
+    store = DashboardStore(tmp_path, versions_kept=5, grace_seconds=0)
     store.publish("alice", "live", b"A" * 100_000, "t")
     failures, stop = [], threading.Event()
 
@@ -140,7 +152,7 @@ def test_readers_never_see_a_missing_or_partial_version(tmp_path):
     readers = [threading.Thread(target=read) for _ in range(3)]
     for t in readers:
         t.start()
-    for n in range(30):
+    for n in range(15):
         store.publish("alice", "live", bytes([66 + n % 20]) * 100_000, "t")
     stop.set()
     for t in readers:
@@ -182,6 +194,30 @@ def test_voila_runs_hardened():
                    "--VoilaConfiguration.file_denylist=.*", "--Voila.base_url=/dashboards/_voila/"):
         assert option in argv
     assert argv[-1] == "/srv/d"
+    assert not [a for a in argv if "preheat" in a]
+
+
+def test_preheating_starts_with_no_pools_and_a_control_token_file():
+    argv = voila_argv(dashboards_dir="/srv/d", ip="127.0.0.1", port=8866, base_url="/b/", execution_timeout=30,
+                      cull_idle_timeout=600, cull_interval=60, cull_connected=False, preheat_pool_size=2,
+                      control_token_file="/run/vp/control_token")
+    assert argv[1:3] == ["-m", "voila_publisher.voila_app"]
+    for option in ("--VoilaConfiguration.preheat_kernel=True", "--VoilaConfiguration.default_pool_size=0",
+                   "--PublisherVoila.pool_size=2", "--PublisherVoila.control_token_file=/run/vp/control_token"):
+        assert option in argv
+
+
+def test_the_hub_hands_each_user_their_own_token():
+    class User:
+        name = "frank"
+
+    class Spawner:
+        user = User()
+
+    token = spawner_token(SECRET)(Spawner())
+    assert token_owner(SECRET, token) == "frank"
+    with pytest.raises(ValueError):
+        spawner_token("short")
 
 
 def test_kernels_do_not_inherit_the_services_secrets():

@@ -1,0 +1,122 @@
+"""Voila, plus a private endpoint through which the publisher tells it which dashboards to pre-heat.
+
+Voila's own pre-heating keeps a pool of kernels per notebook *path* that have already run the
+notebook. That is only safe here because every published version has a path of its own
+(``{owner}/{slug}/v000007/{slug}.ipynb``, never rewritten): a pooled kernel can only ever be
+handed to a request for the exact version it rendered, and the public URL is routed to the
+current version by the publisher. So a republish cannot be answered from a stale pool.
+
+The publisher sends the complete list of current versions (``PUT {base_url}_publisher/pools``,
+a JSON list of paths) after every change and at start; Voila starts a pool for each new path
+and shuts down the pools of every path no longer listed (old versions, unpublished
+dashboards). Nothing is pre-heated by default, so old versions on disk cost no kernels.
+
+The endpoint answers only requests carrying the control token (read from a file at start) and
+is not routed by nginx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from pathlib import Path
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.utils import url_path_join
+from tornado import web
+from traitlets import Integer, Unicode
+from voila.app import Voila
+
+
+class PoolsHandler(web.RequestHandler):
+    def initialize(self, app: "PublisherVoila"):
+        self.app = app
+
+    def check_xsrf_cookie(self):
+        return  # token-authenticated control API, no cookies
+
+    def prepare(self):
+        expected = self.app.control_token
+        given = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise web.HTTPError(403)
+
+    def get(self):
+        km = self.app.kernel_manager
+        self.finish({"pools": {path: len(pool) for path, pool in km._pools.items() if pool}})
+
+    async def put(self):
+        wanted = json.loads(self.request.body or b"[]")
+        if not isinstance(wanted, list) or not all(isinstance(p, str) and p.endswith(".ipynb") and ".." not in p for p in wanted):
+            raise web.HTTPError(400, "expected a JSON list of notebook paths")
+        started, stopped = await self.app.reconcile_pools(set(wanted))
+        wait = float(self.get_query_argument("wait", "0") or 0)
+        if wait > 0 and started:
+            await self.app.wait_prerendered(started, min(wait, 300.0))
+        self.finish({"started": sorted(started), "stopped": sorted(stopped)})
+
+
+class PublisherVoila(Voila):
+    control_token_file = Unicode("", config=True, help="File holding the token the publisher uses to manage kernel pools.")
+    pool_size = Integer(1, config=True, help="Pre-heated kernels kept per current dashboard version.")
+
+    @property
+    def control_token(self) -> str:
+        if not hasattr(self, "_control_token"):
+            path = Path(self.control_token_file) if self.control_token_file else None
+            self._control_token = path.read_text().strip() if path and path.exists() else ""
+        return self._control_token
+
+    def init_handlers(self):
+        handlers = super().init_handlers()
+        if self.voila_configuration.preheat_kernel:
+            route = url_path_join(self.server_url, "_publisher/pools")
+            handlers.insert(0, (route, PoolsHandler, {"app": self}))
+        return handlers
+
+    async def wait_prerendered(self, paths: set[str], timeout: float) -> None:
+        """Wait (at most ``timeout``) until the pools of ``paths`` have run their notebook.
+
+        asyncio.wait, not wait_for: a timeout must not cancel the pre-render itself.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        starts = [t for p in paths for t in self.kernel_manager._pools.get(p, [])]
+        if not starts:
+            return
+        done, _ = await asyncio.wait(starts, timeout=timeout)
+        renders = [t.result()["task"] for t in done if not t.exception()]
+        remaining = deadline - loop.time()
+        if renders and remaining > 0:
+            await asyncio.wait(renders, timeout=remaining)
+
+    async def reconcile_pools(self, wanted: set[str]) -> tuple[set[str], set[str]]:
+        km = self.kernel_manager
+        current = {path for path, config in km.kernel_pools_config.items() if path != "default" and config.get("pool_size")}
+        root = Path(self.root_dir)
+        started = {p for p in wanted - current if (root / p).is_file()}
+        stopped = current - wanted
+        # Start the new pools first: the viewer waits for those, not for the old ones to go.
+        for path in started:
+            km.kernel_pools_config[path] = {"pool_size": self.pool_size}
+            km.fill_if_needed(delay=0, notebook_name=path)
+        for path in stopped:
+            km.kernel_pools_config.pop(path, None)
+            for task in km._pools.pop(path, []):
+                try:
+                    kernel_id = (await task)["kernel_id"]
+                except Exception:  # a pre-render that failed has no kernel to stop
+                    continue
+                if kernel_id in km:
+                    # A pooled kernel holds no viewer's state: no need for a graceful shutdown.
+                    await ensure_async(km.shutdown_kernel(kernel_id, now=True))
+        if started or stopped:
+            self.log.info("kernel pools: started %s, stopped %s", sorted(started), sorted(stopped))
+        return started, stopped
+
+
+main = PublisherVoila.launch_instance
+
+if __name__ == "__main__":
+    main()
