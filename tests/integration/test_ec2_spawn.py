@@ -111,7 +111,29 @@ def spawn_form_action(html: str) -> str:
     return unescape(re.search(r'id="spawn_form"\s+action="([^"]+)"', html).group(1))
 
 
-def test_spawn_via_rest_reaches_server_through_proxy_and_stop_terminates(ec2_world):
+def check_no_token_leak_and_no_replay(world, inst: dict, pid: int, user: str) -> None:
+    """The API token is in no user-data, tag or hub log line; the spent credential is refused."""
+    token = single_user_token(pid)
+    assert len(token) >= 32
+    user_data = world.user_data(inst["InstanceId"])
+    assert token not in user_data and "JUPYTERHUB_API_TOKEN" not in user_data
+    assert all(token not in t["Value"] for t in inst["Tags"])
+    assert token not in world.hub.log_text()
+
+    credential = world.credential_in(inst["InstanceId"])
+    url = f"{world.hub.url}/hub/api/hybrid/bootstrap"
+    replay = requests.post(url, json={"credential": credential}, timeout=30)
+    assert replay.status_code == 403 and token not in replay.text
+    assert requests.post(url, json={"credential": "x" * 43}, timeout=30).status_code == 403
+    port_url = f"{world.hub.url}/hub/api/hybrid/port"
+    assert requests.post(port_url, json={"secret": credential, "port": 1}, timeout=30).status_code == 403
+
+    log = world.hub.log_text()
+    assert "refused bootstrap credential" in log and f"replayed credential (spawner {user}" in log
+    assert credential not in log
+
+
+def test_spawn_via_rest_reaches_server_through_proxy_leaks_no_token_and_stop_terminates(ec2_world):
     world = ec2_world
     events = spawn_and_watch(world, "alice")
     messages = [e["message"] for e in events]
@@ -140,6 +162,8 @@ def test_spawn_via_rest_reaches_server_through_proxy_and_stop_terminates(ec2_wor
     assert state["node_ip"] == "127.0.0.1" and isinstance(state["node_port"], int) and state["spawner_version"]
 
     pid = world.node_pid(inst["InstanceId"])
+    check_no_token_leak_and_no_replay(world, inst, pid, "alice")
+
     world.hub.stop_server("alice")
     assert world.instances("alice")[0]["State"]["Name"] in ("shutting-down", "terminated")
     assert not world.live_instances("alice")
@@ -152,11 +176,15 @@ def test_spawn_via_rest_reaches_server_through_proxy_and_stop_terminates(ec2_wor
     world.hub.stop_server("alice")
 
 
-def test_named_server_gets_its_own_instance_and_name(ec2_world):
+def test_named_server_with_instance_type_fallback(ec2_world):
     world = ec2_world
+    world.override("bob", instance_types=["t3.nano", "t3.small"])  # the hub config refuses t3.nano
     events = spawn_and_watch(world, "bob", "analysis")
-    assert events[-1].get("ready"), events
+    messages = [e["message"] for e in events]
+    assert events[-1].get("ready"), messages
+    assert any("No t3.nano capacity" in m and "InsufficientInstanceCapacity" in m for m in messages), messages
     inst = only_instance(world, "bob", "analysis")
+    assert inst["InstanceType"] == "t3.small"
     tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
     assert tags["Name"] == "jupyter-bob-analysis" and tags["jupyterhub/server-name"] == "analysis"
     status, _ = world.hub.get_via_proxy("/user/bob/analysis/api/status")
@@ -180,45 +208,6 @@ def test_spawn_page_form_post_starts_a_server(ec2_world):
     assert only_instance(world, "carol")["Tags"]
     hub.stop_server("carol")
     assert not world.live_instances("carol")
-
-
-def test_api_token_is_in_no_user_data_tag_or_log_and_credential_replay_is_refused(ec2_world):
-    world = ec2_world
-    assert spawn_and_watch(world, "dave")[-1].get("ready")
-    inst = only_instance(world, "dave")
-    token = single_user_token(world.node_pid(inst["InstanceId"]))
-    assert len(token) >= 32
-
-    user_data = world.user_data(inst["InstanceId"])
-    assert token not in user_data and "JUPYTERHUB_API_TOKEN" not in user_data
-    assert all(token not in t["Value"] for t in inst["Tags"])
-    assert token not in world.hub.log_text()
-
-    credential = world.credential_in(inst["InstanceId"])
-    url = f"{world.hub.url}/hub/api/hybrid/bootstrap"
-    replay = requests.post(url, json={"credential": credential}, timeout=30)
-    assert replay.status_code == 403
-    assert token not in replay.text
-    wrong = requests.post(url, json={"credential": "x" * 43}, timeout=30)
-    assert wrong.status_code == 403
-    bad_report = requests.post(f"{world.hub.url}/hub/api/hybrid/port", json={"secret": credential, "port": 1}, timeout=30)
-    assert bad_report.status_code == 403
-
-    log = world.hub.log_text()
-    assert "refused bootstrap credential" in log and "replayed credential (spawner dave" in log
-    assert credential not in log
-    world.hub.stop_server("dave")
-
-
-def test_instance_type_falls_back_when_capacity_is_short(ec2_world):
-    world = ec2_world
-    world.override("erin", instance_types=["t3.nano", "t3.small"])
-    events = spawn_and_watch(world, "erin")
-    messages = [e["message"] for e in events]
-    assert events[-1].get("ready"), messages
-    assert any("No t3.nano capacity" in m and "InsufficientInstanceCapacity" in m for m in messages), messages
-    assert only_instance(world, "erin")["InstanceType"] == "t3.small"
-    world.hub.stop_server("erin")
 
 
 def test_out_of_band_termination_is_detected_and_explained(ec2_world):
