@@ -143,12 +143,6 @@ class EC2Spawner(RemoteSpawner):
         help="""Port of the single-user server on the node (open it to the hub in the security
         group). 0 lets each node pick a free port and report it.""",
     )
-    node_address_override = Unicode(
-        "",
-        config=True,
-        help="""Connect to this address instead of the instance's private IP. Only for local
-        simulations where nodes run on the hub's machine (127.0.0.1); leave empty on AWS.""",
-    )
     client_customizer = Callable(
         None,
         allow_none=True,
@@ -172,7 +166,7 @@ class EC2Spawner(RemoteSpawner):
     def status_cache(self) -> EC2StatusCache:
         return EC2StatusCache.shared(
             (self.region, self.endpoint_url, self.hub_id),
-            lambda: self._client("ec2"),
+            functools.partial(aws_client, "ec2", self.region, self.endpoint_url, self.client_customizer),
             self.hub_id,
             self.status_refresh_interval,
         )
@@ -226,7 +220,7 @@ class EC2Spawner(RemoteSpawner):
             where = f" in {attempt.subnet_id}" if attempt.subnet_id else ""
             self.log.info("%s: RunInstances %s%s", self._log_name, attempt.instance_type, where)
             try:
-                reply = await self._call("ec2", "run_instances", **request)
+                reply = await self._run_instances(request)
             except botocore.exceptions.ClientError as e:
                 code = e.response.get("Error", {}).get("Code", "")
                 if code not in plan.CAPACITY_ERRORS:
@@ -242,6 +236,17 @@ class EC2Spawner(RemoteSpawner):
             f"right now ({last_error}). Try again later."
         )
 
+    async def _run_instances(self, request: dict, tries: int = 3) -> dict:
+        """RunInstances, retried on garbled replies; the ClientToken makes a retry launch nothing twice."""
+        for attempt in range(tries):
+            try:
+                return await self._call("ec2", "run_instances", **request)
+            except botocore.exceptions.ResponseParserError:
+                if attempt == tries - 1:
+                    raise
+                self.log.warning("%s: unreadable RunInstances reply; retrying with the same client token", self._log_name)
+                await asyncio.sleep(0.5 * 2**attempt)
+
     async def wait_for_address(self, node_id: str) -> str:
         delay = 0.25
         while True:
@@ -255,7 +260,7 @@ class EC2Spawner(RemoteSpawner):
             if instances:
                 state = instances[0]["State"]["Name"]
                 if state == "running" and instances[0].get("PrivateIpAddress"):
-                    return self.node_address_override or instances[0]["PrivateIpAddress"]
+                    return instances[0]["PrivateIpAddress"]
                 if state not in ("pending", "running"):
                     reason = instances[0].get("StateReason", {}).get("Message", state)
                     raise SpawnFailed(f"Instance {node_id} did not start: {reason}.")

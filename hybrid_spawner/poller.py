@@ -58,6 +58,7 @@ class StatusCache:
         self._wake = asyncio.Event()
         self.refreshes = 0
         self.failures = 0
+        self.last_refresh_calls: int | None = None  # API calls of the last refresh, if the backend counts them
         self.last_error: str | None = None
 
     @classmethod
@@ -125,13 +126,24 @@ class StatusCache:
             return
         self.refreshes += 1
         self.last_error = None
-        log.debug("%s: refreshed %d nodes in %.2fs", type(self).__name__, len(snapshot), time.monotonic() - started)
+        log.debug(
+            "%s: refreshed %d nodes in %.2fs with %s API call(s)",
+            type(self).__name__,
+            len(snapshot),
+            time.monotonic() - started,
+            self.last_refresh_calls if self.last_refresh_calls is not None else "?",
+        )
         self._snapshot = snapshot
         self._snapshot_started = started
 
-    def stop(self) -> None:
+    async def close(self) -> None:
+        """Stop the refresh loop (tests and shutdown)."""
         if self._task is not None:
             self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
 
 
 class EC2StatusCache(StatusCache):
@@ -156,8 +168,11 @@ class EC2StatusCache(StatusCache):
         client = self._client_factory()
         found: dict[str, NodeObservation] = {}
         kwargs = {"Filters": [{"Name": f"tag:{TAG_HUB}", "Values": [self.hub_id]}], "MaxResults": self.PAGE_SIZE}
+        calls = 0
         while True:
+            calls += 1
             self.api_calls += 1
+            self.last_refresh_calls = calls
             reply = client.describe_instances(**kwargs)
             for reservation in reply.get("Reservations", []):
                 for inst in reservation.get("Instances", []):

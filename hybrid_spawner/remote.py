@@ -83,6 +83,12 @@ class RemoteSpawner(Spawner):
         root). Empty runs it as the boot script's user; nodes running as root then need
         HYBRID_NODE_EXTRA_ARGS=--allow-root in their environment or `--allow-root` in Spawner.args.""",
     )
+    node_address_override = Unicode(
+        "",
+        config=True,
+        help="""Connect to this address instead of the node's private IP. Only for local
+        simulations where nodes run on the hub's machine (127.0.0.1); leave empty otherwise.""",
+    )
     status_refresh_interval = Float(
         30,
         config=True,
@@ -222,6 +228,7 @@ class RemoteSpawner(Spawner):
             self.status_cache().track(self.node_id)
             self.emit(30, f"Launched {self.describe_node()}")
             ip = await self._until(deadline, "the node to run", self.wait_for_address(self.node_id))
+            ip = self.node_address_override or ip
             self.node_ip = ip
             self.emit(50, f"Node running at {ip}; waiting for it to boot")
             await self._until(deadline, "the node to call the hub", self._watch(entry.wait_redeemed()))

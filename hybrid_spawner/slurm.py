@@ -57,11 +57,12 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         "slurm_job.sh.j2",
         config=True,
         help="""Jinja2 template of the batch script: a file name in hybrid_spawner/templates or
-        an absolute path to your own. It receives `slurm` (job_name, output, workdir, partition,
-        nprocs, memory, runtime, gres, account, qos, reservation, extra_directives, srun,
-        prologue, epilogue, bind_ip), bootstrap_url, credential and python. Keep the #SBATCH
-        lines first and run `python -m hybrid_spawner.node_agent` with HYBRID_BOOTSTRAP_URL and
-        HYBRID_BOOTSTRAP_CREDENTIAL exported.""",
+        an absolute path to your own (it may `{% extends "slurm_job.sh.j2" %}`). It receives
+        `slurm` (job_name, output, workdir, partition, nprocs, memory, runtime, gres, account,
+        qos, reservation, extra_directives, prologue, bind_ip), bootstrap_url, credential and
+        python. Keep the #SBATCH lines first and run `python -m hybrid_spawner.node_agent` with
+        HYBRID_BOOTSTRAP_URL and HYBRID_BOOTSTRAP_CREDENTIAL exported. batchspawner's req_srun
+        and req_epilogue are not used: the agent is the job's only task.""",
     )
     node_python = Unicode(
         config=True,
@@ -130,11 +131,6 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         The hub's PATH, LANG and SLURM_CONF are passed on anyway; its secrets never are.""",
     )
 
-    @default("req_srun")
-    def _req_srun_default(self):
-        # The agent is the job's only task; a job step adds a second launch for nothing.
-        return ""
-
     @default("req_keepvars")
     def _req_keepvars_default(self):
         # batchspawner lists the server's environment here for `--export`; our jobs get that
@@ -184,6 +180,8 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
                 "the hub user's Unix account. Ask your administrator to create it.",
                 status=400,
             ) from None
+        if self.req_epilogue:
+            self.log.warning("%s: SlurmSpawner.req_epilogue is not used (the node agent ends the job)", self._log_name)
         subvars = self._subvars()
         for name in DIRECTIVE_FIELDS:
             value = str(subvars.get(name) or "")
@@ -200,9 +198,7 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
                 "workdir": subvars.get("homedir") or "/tmp",
                 **{name: str(subvars.get(name) or "") for name in DIRECTIVE_FIELDS},
                 "extra_directives": list(self.extra_directives),
-                "srun": self.req_srun,
                 "prologue": self.req_prologue,
-                "epilogue": self.req_epilogue,
                 "bind_ip": self.node_bind_ip,
             }
         }

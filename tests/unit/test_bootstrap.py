@@ -117,3 +117,12 @@ def test_handlers_are_registered_once_on_import():
     bootstrap.register_hub_handlers()
     paths = [h[0] for h in handlers.default_handlers]
     assert paths.count(bootstrap.BOOTSTRAP_PATH) == 1 and paths.count(bootstrap.PORT_PATH) == 1
+
+
+def test_scheduler_directives_come_before_any_command(tmp_path):
+    template = tmp_path / "job.sh.j2"
+    template.write_text('{% extends "node_bootstrap.sh.j2" %}{% block directives %}\n#SBATCH --time=60{% endblock %}')
+    script = render_bootstrap_script("http://hub/hub/api", "c", template=str(template))
+    lines = script.splitlines()
+    assert lines[1] == "#SBATCH --time=60"
+    assert all(line.startswith("#") for line in lines[: lines.index("set -euo pipefail")])

@@ -1,0 +1,79 @@
+# Example JupyterHub configuration for an AWS deployment of the hybrid research cloud.
+#
+# Layout (see docs/ec2.md): the hub runs in the private research subnet (or a management
+# subnet routed to it) and is reached by researchers through the VPN gateway in the DMZ subnet.
+# Every notebook server runs on its own EC2 instance in the private research subnet, with no
+# public IP, booted from an AMI whose id an EC2 Image Builder pipeline publishes to SSM.
+#
+# Replace every value marked CHANGE ME. Nothing secret belongs in this file except what the
+# authenticator needs; the hub's AWS access comes from its instance profile.
+
+c = get_config()  # noqa: F821
+
+# -- the hub ---------------------------------------------------------------------------------
+c.JupyterHub.bind_url = "http://0.0.0.0:8000"  # TLS is terminated at the VPN gateway / load balancer
+c.JupyterHub.hub_ip = "0.0.0.0"
+# The address nodes use to reach the hub API (bootstrap, activity): the hub's private IP or a
+# private DNS name. CHANGE ME.
+c.JupyterHub.hub_connect_url = "http://hub.research.internal:8081"
+# Remote servers must outlive a hub restart or upgrade: never stop them on shutdown.
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 3
+c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
+# Your identity provider, e.g. oauthenticator's GenericOAuthenticator. CHANGE ME.
+# c.JupyterHub.authenticator_class = "generic-oauth"
+
+# -- EC2: one private instance per notebook server ------------------------------------------------
+# Importing the spawner also registers the node bootstrap endpoints under /hub/api/hybrid/.
+c.JupyterHub.spawner_class = "hybrid-ec2"
+
+c.EC2Spawner.region = "eu-west-1"  # CHANGE ME
+# Resolved at every spawn: the Image Builder pipeline's latest AMI. A fixed "ami-..." also works.
+c.EC2Spawner.image = "resolve:ssm:/research/jupyter-node/ami"  # CHANGE ME
+# Preferred type first; the next is tried on InsufficientInstanceCapacity / Unsupported.
+c.EC2Spawner.instance_types = ["m6i.xlarge", "m5.xlarge", "t3.xlarge"]
+# Private research subnets, one per availability zone (also a capacity fallback). CHANGE ME.
+c.EC2Spawner.subnet_ids = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+# "jupyter-nodes": inbound TCP 8888 from the hub's security group only; outbound 8081 to the hub,
+# 443 to the S3 / SSM VPC endpoints. CHANGE ME.
+c.EC2Spawner.security_group_ids = ["sg-0ccccccccccccccc"]
+# Role of the node: read/write on its user's prefix of the notebook bucket. CHANGE ME.
+c.EC2Spawner.instance_profile = "jupyter-node"
+c.EC2Spawner.root_volume_size = 50
+c.EC2Spawner.root_volume_type = "gp3"
+c.EC2Spawner.root_volume_encrypted = True
+c.EC2Spawner.imdsv2_required = True
+c.EC2Spawner.extra_tags = {"project": "research-cloud", "cost-center": "CHANGE-ME"}
+# Distinct per hub sharing the AWS account: status polling lists instances by this tag.
+c.EC2Spawner.hub_id = "research-hub-prod"
+c.EC2Spawner.port = 8888
+# Node image: the venv that has jupyterhub-singleuser and jupyter-hybrid-cloud, and the account
+# that runs the server (user-data runs as root).
+c.EC2Spawner.node_python = "/opt/jupyter/bin/python"
+c.EC2Spawner.node_user = "jovyan"
+c.EC2Spawner.cmd = ["/opt/jupyter/bin/jupyterhub-singleuser"]
+c.EC2Spawner.default_url = "/lab"
+# Boot + image pull + server start; the node is terminated if it is not up by then.
+c.EC2Spawner.start_timeout = 600
+c.EC2Spawner.http_timeout = 120
+# One DescribeInstances for all servers every 30 s; the hub reads the cache when it polls.
+c.EC2Spawner.status_refresh_interval = 30
+c.EC2Spawner.poll_interval = 60
+
+# What the single-user extension needs (docs/contracts.md); delivered by the bootstrap, never
+# in user-data. With an instance profile no AWS keys are needed.
+c.EC2Spawner.environment = {
+    "HYBRID_SYNC_BUCKET": "research-notebooks",  # CHANGE ME
+    "HYBRID_SYNC_PREFIX": "users/{username}/",
+    "HYBRID_S3_REGION": "eu-west-1",
+    "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
+    "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
+}
+
+# -- idle servers cost money: cull them -----------------------------------------------------------
+# pip install jupyterhub-idle-culler
+# c.JupyterHub.services = [{"name": "idle-culler", "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=3600"]}]
+# c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"],
+#                             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}]
