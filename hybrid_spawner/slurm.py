@@ -188,9 +188,15 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
             if not SAFE_DIRECTIVE_VALUE.match(value):
                 raise SpawnFailed(f"Invalid Slurm {name} {value!r}: only letters, digits and _.:,=+%/@- are allowed.", status=400)
 
+    def _names(self) -> dict:
+        return {"username": self.user.name, "servername": self.name or "", "homedir": self._subvars().get("homedir", "")}
+
+    def _output_path(self, job_id: str) -> str:
+        return self.job_output.format(**self._names()).replace("%j", job_id)
+
     def script_context(self) -> dict:
         subvars = self._subvars()
-        names = {"username": self.user.name, "servername": self.name or "", "homedir": subvars.get("homedir", "")}
+        names = self._names()
         return {
             "slurm": {
                 "job_name": self.job_name.format(**names),
@@ -224,7 +230,7 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
             if seen.state is NodeState.GONE:
                 raise SpawnFailed(
                     f"Slurm job {job_id} ended before the server started ({seen.detail}); "
-                    f"see {self.job_output.format(username=self.user.name, servername=self.name or '', homedir=self._subvars().get('homedir', '~')).replace('%j', job_id)}."
+                    f"its output is in {self._output_path(job_id)} on the cluster."
                 )
             if seen.state is NodeState.PENDING:
                 message = f"Slurm job {job_id} is queued: {seen.detail}"
