@@ -173,6 +173,7 @@ class EC2Spawner(RemoteSpawner):
 
     # ------------------------------------------------------------------ backend contract
     async def check_options(self) -> None:
+        self._image_id = self._root_device = None
         problems = plan.option_problems(
             self.region, self.image, self.instance_types, self.subnet_ids, self.security_group_ids
         )
@@ -274,13 +275,19 @@ class EC2Spawner(RemoteSpawner):
             if e.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
                 raise
 
+    def _image_text(self) -> str:
+        resolved = getattr(self, "_image_id", None)
+        if resolved and resolved != self.image:
+            return f"{resolved} (from {self.image})"
+        return self.image
+
     def describe_node(self) -> str:
         return f"instance {self.node_id} ({self.instance_type})" if self.instance_type else f"instance {self.node_id}"
 
     def describe_error(self, error: BaseException) -> str | None:
         context = {
             "region": self.region,
-            "image": self.image,
+            "image": self._image_text(),
             "subnets": ", ".join(self.subnet_ids) or "(default)",
             "groups": ", ".join(self.security_group_ids),
         }

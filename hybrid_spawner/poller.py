@@ -103,6 +103,10 @@ class StatusCache:
 
     # -- machinery --------------------------------------------------------------------
     def _ensure_running(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not inside the hub's loop yet (state loading); the next poll() starts it
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._loop())
 

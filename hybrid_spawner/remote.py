@@ -381,10 +381,7 @@ class RemoteSpawner(Spawner):
             self.node_ip = state.get("node_ip")
             self.node_port = state.get("node_port")
             self.load_backend_state(state)
-            try:
-                self.status_cache().track(self.node_id)
-            except RuntimeError:
-                pass  # no event loop yet (hub still loading); poll() tracks it
+            self.status_cache().track(self.node_id)
 
     def clear_state(self) -> None:
         super().clear_state()

@@ -73,11 +73,16 @@ class EC2InstanceSource(InstanceSource):
 
     def __init__(self, endpoint_url: str, region: str, hub_id: str):
         import boto3
+        from botocore.config import Config
 
         from ..ec2_requests import TAG_HUB
 
         self.hub_filter = [{"Name": f"tag:{TAG_HUB}", "Values": [hub_id]}]
-        self.client = boto3.session.Session().client("ec2", region_name=region, endpoint_url=endpoint_url or None)
+        # Short timeouts: a hung call must not stall the loop that boots and ends every node.
+        config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 2})
+        self.client = boto3.session.Session().client(
+            "ec2", region_name=region, endpoint_url=endpoint_url or None, config=config
+        )
 
     @classmethod
     def add_arguments(cls, parser):
