@@ -79,6 +79,7 @@ class SlurmStatusCache(StatusCache):
         if not ids:
             return {}
         self.calls += 1
+        self.last_refresh_calls = 1
         try:
             result = subprocess.run(
                 squeue_argv(self.command, ids),
@@ -109,6 +110,10 @@ class SlurmStatusCache(StatusCache):
             and all(since <= started for since in self._tracked.values())
         ):
             return
+        await self._refresh()
+
+    async def _refresh(self) -> None:
+        # The periodic loop and starting spawners share the squeue call in flight.
         if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight = asyncio.ensure_future(super()._refresh())
         await asyncio.shield(self._inflight)

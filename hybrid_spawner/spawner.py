@@ -34,15 +34,16 @@ from .profiles import (
     visible_profiles,
 )
 
-try:  # JupyterHub >= 5.0
+try:  # JupyterHub >= 6.0
     from jupyterhub.spawner import SpawnException
-except ImportError:  # pragma: no cover - older hubs
+except ImportError:  # JupyterHub 5: an HTTPError whose message the spawn page shows as is
 
     class SpawnException(web.HTTPError):
-        def __init__(self, message, *, reason, status_code=400, **_):
-            super().__init__(status_code, "%s", message)
+        def __init__(self, message, *, reason, log_message="", status_code=400, **_):
+            super().__init__(status_code, "%s", log_message or message)
+            self.message = self.jupyterhub_message = message
             self.reason = reason
-            self.jupyterhub_message = message
+            self.status_code = status_code
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -153,18 +154,8 @@ class HybridSpawner(Spawner):
         if not profiles:
             return "<p class='alert alert-warning'>No server profile is available to you. Ask your administrator.</p>"
         last = dict(self.orm_spawner.user_options or {}) if self.orm_spawner is not None else {}
-        selected = default_profile(profiles, last.get("profile"))
-        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-        if self.form_template:
-            template = env.from_string(Path(self.form_template).read_text())
-        else:
-            template = env.from_string((TEMPLATES / "form.html").read_text())
-        return template.render(
-            profiles=profiles,
-            selected=selected.slug,
-            field=form_field,
-            last_values=last if last.get("profile") == selected.slug else {},
-        )
+        path = Path(self.form_template) if self.form_template else TEMPLATES / "form.html"
+        return render_form(path.read_text(), profiles, last)
 
     # ------------------------------------------------------------------ child spawner
     def _build_child(self, backend: str, overrides: dict[str, Any]) -> Spawner:
@@ -257,6 +248,19 @@ class HybridSpawner(Spawner):
         self.child_backend = self.child_profile = ""
         self.child_overrides = {}
         self._child_ready.clear()
+
+
+def render_form(template_text: str, profiles: list[Profile], last_options: dict) -> str:
+    """The spawn form for ``profiles`` (already filtered for the user), pre-selecting the
+    user's last profile and its option values. Autoescaped: names come from config."""
+    selected = default_profile(profiles, last_options.get("profile"))
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(template_text).render(
+        profiles=profiles,
+        selected=selected.slug,
+        field=form_field,
+        last_values=last_options if last_options.get("profile") == selected.slug else {},
+    )
 
 
 def _set_override(child: Spawner, name: str, value: Any) -> None:

@@ -230,3 +230,32 @@ class LocalSlurm:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"Slurm: {what} not reached after {timeout}s")
+
+
+def main(argv=None) -> int:
+    """``python -m hybrid_spawner.local.slurm``: run a private cluster until SIGINT/SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="Run a throwaway single-node Slurm cluster.")
+    parser.add_argument("--dir", help="directory for its files (default: a new temp dir, removed at exit)")
+    parser.add_argument("--cpus", type=int, default=8)
+    parser.add_argument("--memory-mb", type=int, default=8192)
+    parser.add_argument("--partitions", default="debug,batch", help="comma-separated; the first is the default")
+    args = parser.parse_args(argv)
+    cluster = LocalSlurm(args.dir, cpus=args.cpus, memory_mb=args.memory_mb, partitions=tuple(args.partitions.split(",")))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    cluster.start()
+    try:
+        print(f"SLURM_CONF={cluster.conf_path}", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

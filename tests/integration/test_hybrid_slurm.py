@@ -1,16 +1,23 @@
-"""HybridSpawner with Slurm profiles: form and REST spawns, validation in start, restart, pending jobs."""
+"""HybridSpawner with Slurm and EC2 profiles on a real Slurm, moto server and a real hub: form and
+REST spawns, an EC2 and a Slurm server side by side, restart, validation in start, pending jobs."""
 
 from __future__ import annotations
 
 import html
 import json
 import re
+import secrets
 import time
+from types import SimpleNamespace
+from urllib.parse import urljoin
 
 import pytest
 import requests
-from urllib.parse import urljoin
 
+from hybrid_spawner.ec2_requests import TAG_HUB, TAG_OWNER
+from hybrid_spawner.local.moto import MOTO_CREDENTIALS
+from hybrid_spawner.local.noderunner import NodeRunnerProcess
+from tests.fixtures.ec2 import REGION, aws, ec2_hub_config, make_network
 from tests.fixtures.slurm import user_jobs, wait_until
 
 pytestmark = pytest.mark.integration
@@ -32,10 +39,23 @@ c.HybridSpawner.profiles = [
         },
     },
     {
+        "slug": "ec2-small",
+        "display_name": "Cloud VM",
+        "backend": "ec2",
+        "cost_per_hour": 0.0104,
+        "overrides": {"instance_types": ["t3.micro"]},
+    },
+    {
         "slug": "slurm-maint",
         "display_name": "Maintenance partition (always queued)",
         "backend": "slurm",
         "overrides": {"req_partition": "maint"},
+    },
+    {
+        "slug": "slurm-broken",
+        "display_name": "A job whose Python does not exist",
+        "backend": "slurm",
+        "overrides": {"req_partition": "debug", "node_python": "/nonexistent/python3"},
     },
     {
         "slug": "slurm-gpu",
@@ -52,17 +72,43 @@ OUTSIDER = "outsider"  # a hub user outside gpu-users (no Unix account: never ge
 
 
 @pytest.fixture(scope="module")
-def hub(make_slurm_hub, slurm_test_user):
-    hub = make_slurm_hub(PROFILES, name="hybrid-hub")
+def ec2_side(moto_server, tmp_path_factory):
+    """EC2 settings (moto server, private subnet) and the node runner that boots its instances."""
+    directory = tmp_path_factory.mktemp("hybrid-ec2")
+    hub_id = f"test-hub-{secrets.token_hex(4)}"
+    config = ec2_hub_config(moto_server.url, hub_id, directory / "overrides.json", make_network(moto_server.url))
+    runner = NodeRunnerProcess(directory / "nodes", hub_id=hub_id, endpoint_url=moto_server.url, region=REGION)
+    runner.env.update(MOTO_CREDENTIALS)
+    runner.start()
+    ec2 = aws("ec2", moto_server.url)
+    try:
+        yield SimpleNamespace(config=config, ec2=ec2, hub_id=hub_id)
+    finally:
+        live = live_instances(ec2, hub_id)
+        if live:
+            ec2.terminate_instances(InstanceIds=live)
+        runner.stop()
+
+
+def live_instances(ec2, hub_id: str, owner: str | None = None) -> list[str]:
+    filters = [
+        {"Name": f"tag:{TAG_HUB}", "Values": [hub_id]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+    ]
+    if owner:
+        filters.append({"Name": f"tag:{TAG_OWNER}", "Values": [owner]})
+    reply = ec2.describe_instances(Filters=filters)
+    return [i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"]]
+
+
+@pytest.fixture(scope="module")
+def hub(make_slurm_hub, ec2_side, slurm_test_user):
+    # The EC2 settings say spawner_class = "hybrid-ec2"; PROFILES, appended after them, wins.
+    hub = make_slurm_hub(ec2_side.config + PROFILES, name="hybrid-hub", env=MOTO_CREDENTIALS)
     hub.ensure_user(slurm_test_user)
     hub.ensure_user(OUTSIDER)
     hub.api("POST", "/groups/gpu-users", {"users": [slurm_test_user]}, expect=201)
     return hub
-
-
-def user_token(hub, user: str) -> str:
-    _, body = hub.api("POST", f"/users/{user}/tokens", {"note": "test", "expires_in": 3600}, expect=201)
-    return body["token"]
 
 
 def xsrf_of(html: str) -> str:
@@ -113,16 +159,44 @@ def test_spawn_through_the_form_submits_the_chosen_resources(hub, form_server, s
     assert hub.get_via_proxy(f"/user/{slurm_test_user}/api/status")[0] == 200
 
 
-def test_hub_restart_keeps_the_jobs_server(hub, form_server, slurm_cluster, slurm_test_user):
+@pytest.fixture(scope="module")
+def cloud_server(hub, form_server, ec2_side, slurm_test_user):
+    """A named server on EC2 beside the Slurm default server."""
+    status, body = hub.spawn(slurm_test_user, "cloud", {"profile": "ec2-small"})
+    assert status in (201, 202), body
+    model = hub.wait_ready(slurm_test_user, "cloud", timeout=120)
+    (instance,) = live_instances(ec2_side.ec2, ec2_side.hub_id, slurm_test_user)
+    return model, instance
+
+
+def test_an_ec2_named_server_runs_beside_the_slurm_server(hub, form_server, cloud_server, slurm_test_user):
+    slurm_model, job = form_server
+    cloud_model, instance = cloud_server
+    assert cloud_model["user_options"] == {"profile": "ec2-small"}
+    assert cloud_model["state"]["backend"] == "ec2" and cloud_model["state"]["child_state"]["node_id"] == instance
+    hpc_state = hub.server_model(slurm_test_user)["state"]
+    assert hpc_state["backend"] == "slurm" and hpc_state["child_state"]["job_id"] == job["id"]
+    for prefix in (f"/user/{slurm_test_user}", f"/user/{slurm_test_user}/cloud"):
+        status, text = hub.get_via_proxy(f"{prefix}/api/status")
+        assert status == 200, (prefix, text[:300])
+
+
+def test_hub_restart_keeps_both_servers(hub, form_server, cloud_server, ec2_side, slurm_cluster, slurm_test_user):
     _, job = form_server
+    _, instance = cloud_server
     hub.restart()
     model = hub.wait_ready(slurm_test_user, timeout=60)
     assert model["user_options"]["profile"] == "slurm-cpu"
+    assert hub.wait_ready(slurm_test_user, "cloud", timeout=60)["state"]["child_state"]["node_id"] == instance
     assert [j["id"] for j in user_jobs(slurm_cluster, slurm_test_user)] == [job["id"]]
-    assert hub.get_via_proxy(f"/user/{slurm_test_user}/api/status")[0] == 200
-    # The restored spawner still owns the job: stopping it cancels the job.
+    for prefix in (f"/user/{slurm_test_user}", f"/user/{slurm_test_user}/cloud"):
+        assert hub.get_via_proxy(f"{prefix}/api/status")[0] == 200, prefix
+    # The restored spawners still own their nodes: stopping one leaves the other, and ends its node.
     hub.stop_server(slurm_test_user)
     wait_until(lambda: not user_jobs(slurm_cluster, slurm_test_user), timeout=60, what="job cancelled after restart")
+    assert hub.get_via_proxy(f"/user/{slurm_test_user}/cloud/api/status")[0] == 200
+    hub.stop_server(slurm_test_user, "cloud")
+    wait_until(lambda: not live_instances(ec2_side.ec2, ec2_side.hub_id, slurm_test_user), timeout=60, what="instance terminated")
 
 
 @pytest.mark.parametrize(
@@ -143,7 +217,8 @@ def test_forged_user_options_are_refused_and_nothing_is_launched(hub, slurm_clus
     assert status == 400, body
     assert message in json.dumps(body)
     assert submissions(hub) == before_submissions
-    assert slurm_cluster.job_ids() == before_jobs
+    # (jobs of earlier tests may still leave the queue meanwhile; none may join it)
+    assert not set(slurm_cluster.job_ids()) - set(before_jobs)
     model = hub.server_model(user, "forged")
     assert model is None or not (model.get("ready") or model.get("pending"))
 
@@ -183,3 +258,16 @@ def test_pending_job_reports_its_reason_and_cancelling_cancels_the_job(hub, slur
 
     hub.stop_server(slurm_test_user, "queued")
     wait_until(lambda: job["id"] not in slurm_cluster.job_ids(), timeout=60, what="pending job cancelled")
+
+
+def test_a_job_that_dies_fails_the_spawn_with_its_output_path_and_leaves_no_job(hub, slurm_cluster, slurm_test_user):
+    status, body = hub.api("POST", f"/users/{slurm_test_user}/servers/broken", {"profile": "slurm-broken"})
+    assert status in (202, 500), body  # 500: failed within slow_spawn_timeout
+    wait_until(
+        lambda: not (hub.server_model(slurm_test_user, "broken") or {}).get("pending"), timeout=90, what="spawn ended"
+    )
+    model = hub.server_model(slurm_test_user, "broken")
+    assert not (model or {}).get("ready"), model
+    log = hub.log_text()
+    assert re.search(r"Slurm job \d+ (ended before the server started|stopped while booting)", log), log[-3000:]
+    assert not user_jobs(slurm_cluster, slurm_test_user)

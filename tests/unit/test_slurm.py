@@ -97,9 +97,7 @@ SLURM_CONTEXT = {
     "qos": "short",
     "reservation": "",
     "extra_directives": ["--constraint=skylake"],
-    "srun": "",
     "prologue": "module load cuda",
-    "epilogue": "",
     "bind_ip": "",
 }
 
@@ -130,7 +128,7 @@ def test_job_script_has_every_directive_before_the_first_command():
     assert not any(line.startswith("#SBATCH") for line in lines[first_command:])
     assert "export HYBRID_BOOTSTRAP_CREDENTIAL='cred-'\"'\"'x'" in script  # shell-quoted
     assert "module load cuda" in script
-    assert lines[-1] == "exec  /opt/py/bin/python -m hybrid_spawner.node_agent"
+    assert lines[-1] == "exec /opt/py/bin/python -m hybrid_spawner.node_agent"
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +162,7 @@ async def test_check_options_accepts_slurm_syntax_and_needs_a_unix_account(unix_
         await make_spawner("no-such-user-x").check_options()
 
 
-def test_batchspawner_endpoint_is_shadowed_and_removed():
+def test_batchspawner_setattr_handler_is_replaced_and_shadowed():
     import importlib
 
     import batchspawner.api
@@ -175,10 +173,10 @@ def test_batchspawner_endpoint_is_shadowed_and_removed():
     close_batchspawner_endpoint()
     assert not [h for h in apihandlers.default_handlers if h[0] == BATCHSPAWNER_PATH]
     first = [h for h in handlers.default_handlers if h[0] == BATCHSPAWNER_PATH]
-    assert len(first) == 1 and first[0][1].__name__ == "BatchspawnerEndpointDisabled"
+    assert len(first) == 1 and first[0][1].__name__ == "BatchspawnerPortOnly"
     # An admin config importing batchspawner again re-adds its handler, but ours comes first
     # in the hub's list (handlers.default_handlers precede apihandlers'), so it still wins.
     importlib.reload(batchspawner.api)
     combined = handlers.default_handlers + apihandlers.default_handlers
-    assert next(h for h in combined if h[0] == BATCHSPAWNER_PATH)[1].__name__ == "BatchspawnerEndpointDisabled"
+    assert next(h for h in combined if h[0] == BATCHSPAWNER_PATH)[1].__name__ == "BatchspawnerPortOnly"
     close_batchspawner_endpoint()

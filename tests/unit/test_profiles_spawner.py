@@ -1,0 +1,79 @@
+"""HybridSpawner without a hub: profiles from a callable, refusal before any child exists,
+state round trip through the backend spawner, misconfigured overrides."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from hybrid_spawner.slurm import SlurmSpawner
+from hybrid_spawner.spawner import HybridSpawner, SpawnException
+
+PROFILES = [
+    {"slug": "hpc", "backend": "slurm", "overrides": {"req_partition": "batch"},
+     "options": {"cpus": {"trait": "req_nprocs", "min": 1, "max": 4}}},
+    {"slug": "secret", "backend": "slurm", "allowed_users": ["boss"]},
+]
+
+
+def make(name: str = "ada", **traits) -> HybridSpawner:
+    user = SimpleNamespace(name=name, groups=[SimpleNamespace(name="staff")], url=f"/user/{name}/")
+    return HybridSpawner(user=user, **traits)
+
+
+async def test_profiles_may_come_from_an_async_callable_per_user():
+    seen = []
+
+    async def profiles_for(spawner):
+        seen.append(spawner.user.name)
+        return PROFILES[:1]
+
+    profiles = await make(profiles=profiles_for).load_profiles()
+    assert [p.slug for p in profiles] == ["hpc"] and seen == ["ada"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"profile": "nope"}, "unknown profile"),
+        ({"profile": "secret"}, "not available"),
+        ({"profile": "hpc", "cpus": 5}, "outside"),
+        ({"profile": "hpc", "req_partition": "debug"}, "does not offer"),
+    ],
+)
+async def test_start_refuses_before_any_backend_spawner_exists(options, message):
+    spawner = make(profiles=PROFILES, user_options=options)
+    with pytest.raises(SpawnException) as refused:
+        await spawner.start()
+    assert refused.value.status_code == 400 and message in refused.value.message
+    assert spawner.child is None and spawner.get_state() == {}
+
+
+async def test_state_round_trip_rebuilds_the_backend_spawner_from_stored_overrides():
+    state = {
+        "backend": "slurm",
+        "profile": "hpc",
+        "overrides": {"req_partition": "batch", "req_nprocs": 3},
+        "child_state": {"backend": "slurm", "node_id": "42", "node_ip": "node7", "node_port": 8888, "job_id": "42"},
+    }
+    spawner = make(profiles=[])  # the profiles may have changed since: state alone is enough
+    spawner.load_state(state)
+    child = spawner.child
+    assert isinstance(child, SlurmSpawner)
+    assert (child.req_partition, child.req_nprocs, child.node_id, child.job_id) == ("batch", "3", "42", "42")
+    again = spawner.get_state()
+    assert again["backend"] == "slurm" and again["overrides"] == state["overrides"]
+    assert again["child_state"]["node_id"] == "42" and again["child_state"]["node_port"] == 8888
+    cache = child.status_cache()
+    spawner.clear_state()
+    assert spawner.child is None and spawner.get_state() == {}
+    await cache.close()
+
+
+async def test_an_override_that_is_no_trait_is_an_admin_error():
+    spawner = make(profiles=[{"slug": "x", "backend": "slurm", "overrides": {"no_such_trait": 1}}])
+    with pytest.raises(SpawnException) as refused:
+        await spawner.start()
+    assert refused.value.status_code == 500 and "misconfigured" in refused.value.message
+    assert "no_such_trait" not in refused.value.message  # details go to the log only
