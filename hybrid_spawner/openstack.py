@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import time
 
-from traitlets import Bool, Dict, Float, Integer, List, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, validate
 
 from . import openstack_request as plan_rules
 from .openstack_connection import ConnectionSettings, connect, describe_sdk_error, forget, is_transient
@@ -118,6 +118,14 @@ class OpenStackSpawner(RemoteSpawner):
     delete_timeout = Float(
         120, config=True, help="""Seconds to wait for Nova to finish deleting a server on stop."""
     )
+
+    @validate("hub_id")
+    def _valid_hub_id(self, proposal):
+        try:
+            plan_rules.hub_tag(proposal["value"])
+        except plan_rules.PlanError as e:
+            raise TraitError(f"OpenStackSpawner.hub_id: {e}") from None
+        return proposal["value"]
 
     # -- state ---------------------------------------------------------------------------
     server_name = Unicode("")

@@ -3,12 +3,13 @@
 Plugs into :mod:`hybrid_spawner.local.noderunner`. The source lists the hub's servers through
 the real Nova API, as a project admin (Nova shows ``user_data`` to admins only, from
 microversion 2.3), in one tagged listing per look. Each ACTIVE server's user-data runs once,
-bound to the server's own fixed IP: the fake's ``research-private`` subnet is a loopback range
+listening on the server's own fixed IP (see :func:`with_bind_address`): the fake's ``research-private`` subnet is a loopback range
 (127.42.0.0/24), so the hub reaches the node at the address Nova reports, as it would on a
 real tenant network.
 
-Run: ``python -m hybrid_spawner.local.noderunner_openstack --cloud fake-admin
---clouds-yaml FILE --hub-id HUB --workdir DIR [--allow-root]``
+Run: ``python -m hybrid_spawner.local.noderunner_openstack --cloud fake-admin --clouds-yaml FILE
+--hub-id HUB --workdir DIR [--allow-root]`` (the same as ``hybrid-node-runner --source
+hybrid_spawner.local.noderunner_openstack:NovaInstanceSource ...``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import logging
-import signal
-import threading
+import shlex
 
 from ..openstack_request import classify_status, hub_tag
-from .noderunner import InstanceSource, NodeRunner, SourceInstance
+from .noderunner import InstanceSource, SourceInstance
 
 
 def first_fixed_ipv4(addresses: dict | None) -> str | None:
@@ -71,51 +70,36 @@ class NovaInstanceSource(InstanceSource):
         return found
 
     def boot_script(self, instance_id: str) -> str | None:
-        return decode_user_data(self.seen.get(instance_id, (None, None))[1])
+        address, user_data = self.seen.get(instance_id, (None, None))
+        script = decode_user_data(user_data)
+        if not script or not address:
+            return None
+        return with_bind_address(script, address)
 
-    def address(self, instance_id: str) -> str:
-        return self.seen.get(instance_id, (None, None))[0] or "127.0.0.1"
+
+def with_bind_address(script: str, address: str) -> str:
+    """The script with the node's own address exported first (after the ``#!`` line).
+
+    On a real server the node agent listens on the NIC that carries the fixed IP; here the
+    runner's processes share one host, so each node is told which loopback address is "its" IP.
+    """
+    lines = script.splitlines(keepends=True)
+    head = lines[:1] if lines and lines[0].startswith("#!") else []
+    export = f"export HYBRID_NODE_BIND_IP={shlex.quote(address)}\n"
+    return "".join(head + [export] + lines[len(head):])
 
 
 SOURCE = NovaInstanceSource
 
 
-class NovaNodeRunner(NodeRunner):
-    """A NodeRunner whose nodes listen on their server's fixed IP instead of 127.0.0.1."""
-
-    _booting: str | None = None
-
-    def boot(self, instance_id: str) -> None:
-        self._booting = instance_id
-        try:
-            super().boot(instance_id)
-        finally:
-            self._booting = None
-
-    def node_env(self, port: int) -> dict:
-        env = super().node_env(port)
-        if self._booting is not None:
-            env["HYBRID_NODE_BIND_IP"] = self.source.address(self._booting)
-        return env
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Run the hub's OpenStack servers' user-data as local processes")
-    parser.add_argument("--hub-id", required=True, help="OpenStackSpawner.hub_id of the hub")
-    parser.add_argument("--workdir", required=True, help="where boot scripts and node logs go")
-    parser.add_argument("--status-file", help="JSON file rewritten after every look")
-    parser.add_argument("--interval", type=float, default=0.5, help="seconds between looks")
-    parser.add_argument("--allow-root", action="store_true", help="pass --allow-root to the single-user servers")
-    NovaInstanceSource.add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    runner = NovaNodeRunner(NovaInstanceSource.from_args(args), args.workdir, allow_root=args.allow_root,
-                            status_file=args.status_file)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    runner.run(args.interval, stop)
-    return 0
+    """``python -m hybrid_spawner.local.noderunner_openstack ARGS``: the shared runner with this source."""
+    import sys
+
+    from .noderunner import main as runner_main
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    return runner_main(["--source", "hybrid_spawner.local.noderunner_openstack:NovaInstanceSource", *args])
 
 
 if __name__ == "__main__":

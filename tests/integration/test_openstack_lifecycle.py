@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 from types import SimpleNamespace
 
 import pytest
 
+from hybrid_spawner import openstack as openstack_module
+from hybrid_spawner import openstack_connection as connection
 from hybrid_spawner.openstack import OpenStackSpawner
 from hybrid_spawner.openstack_poller import OpenStackStatusCache
 from hybrid_spawner.poller import NodeState
@@ -33,8 +36,15 @@ async def launch(spawner, script="#!/bin/sh\ntrue\n"):
     return node_id
 
 
-async def test_launch_wait_and_idempotent_terminate(openstack_cloud):
+async def test_launch_wait_and_idempotent_terminate(openstack_cloud, monkeypatch):
     fake = openstack_cloud.fake
+    loop_thread, sdk_threads = threading.get_ident(), []
+
+    def recording_connect(settings):
+        sdk_threads.append(threading.get_ident())
+        return connection.connect(settings)
+
+    monkeypatch.setattr(openstack_module, "connect", recording_connect)
     spawner = make_spawner(openstack_cloud)
     node_id = await launch(spawner)
     ip = await spawner.wait_for_address(node_id)
@@ -45,6 +55,8 @@ async def test_launch_wait_and_idempotent_terminate(openstack_cloud):
     assert fake.servers() == []  # terminate waits until Nova has really deleted it
     await spawner.terminate_node(node_id)  # already gone: still success
     await spawner.terminate_node("00000000-0000-0000-0000-000000000000")
+    # Every SDK call ran in a worker thread, never on the event loop's thread.
+    assert len(sdk_threads) > 5 and loop_thread not in sdk_threads
 
 
 async def test_nova_hiccup_while_building_is_retried(openstack_cloud):
@@ -60,12 +72,18 @@ async def test_missing_flavor_or_network_is_named_and_nothing_is_created(opensta
     for traits, words in [({"flavor": "m9.huge"}, "flavor 'm9.huge' does not exist"),
                           ({"networks": ["nowhere"]}, "network 'nowhere' does not exist"),
                           ({"networks": []}, "set OpenStackSpawner.networks"),
-                          ({"cloud": "", "auth": {}}, "needs either `cloud`"),
-                          ({"hub_id": "a/b"}, "cannot be a Nova tag")]:
+                          ({"cloud": "", "auth": {}}, "needs either `cloud`")]:
         with pytest.raises(SpawnFailed) as err:
             await make_spawner(openstack_cloud, **traits).check_options()
         assert words in err.value.jupyterhub_message
     assert openstack_cloud.fake.servers() == []
+
+
+async def test_invalid_hub_id_is_refused_when_configured(openstack_cloud):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match="cannot be a Nova tag"):
+        make_spawner(openstack_cloud, hub_id="a/b")
 
 
 async def test_boot_from_volume_and_placement_options(openstack_cloud):

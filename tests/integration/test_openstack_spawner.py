@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.openstack_fake.stack import follow_progress, request_spawn, spawn_and_follow
+from tests.openstack_fake.stack import request_spawn, spawn_and_follow
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def singleuser_env(user: str) -> dict:
 def stack(openstack_hub):
     openstack_hub.fake.reset()
     yield openstack_hub
-    for user in ("alice", "bob", "carol", "dave", "erin", "wrongcloud", "badcreds", "badimage"):
+    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "wrongcloud", "badcreds", "badimage"):
         openstack_hub.hub.stop_server(user, wait=False)
 
 
@@ -111,7 +111,7 @@ def test_status_comes_from_one_batched_listing(stack):
     hub, fake = stack.hub, stack.fake
     posted = {user: request_spawn(hub, user) for user in ("alice", "bob")}  # two spawns at once
     for user, started in posted.items():
-        assert follow_progress(hub, user, started)[-1].get("ready")
+        assert hub.progress_events(user, since=started)[-1].get("ready")
     ids = {s["id"] for s in fake.servers()}
     fake.requests(clear=True)
     time.sleep(3)  # measurement window: let the 1 s refresh and 1 s hub polls run
@@ -140,6 +140,17 @@ def test_status_comes_from_one_batched_listing(stack):
     wait_for(lambda: hub.server_model("alice") is None, what="the hub to notice the deleted server")
     assert hub.server_model("bob")["ready"]
     hub.stop_server("bob")
+
+
+def test_stop_while_building_deletes_the_server(stack):
+    hub, fake = stack.hub, stack.fake
+    fake.control("PUT", "/timing", {"build_seconds": 30})
+    request_spawn(hub, "frank")
+    wait_for(lambda: [s for s in fake.servers() if s["status"] == "BUILD"], what="a building server")
+    status, body = hub.api("DELETE", "/users/frank/server")
+    assert status in (202, 204), body
+    wait_for(lambda: hub.server_model("frank") is None, what="the hub to stop the pending spawn")
+    wait_for(lambda: fake.servers() == [], what="the building server to be deleted")
 
 
 def test_build_error_shows_nova_fault_and_deletes_server(stack):

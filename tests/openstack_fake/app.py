@@ -48,9 +48,6 @@ def json_response(status: int, body, **headers) -> Response:
     return Response(status, body, dict(headers))
 
 
-Handler = "callable[[Request], Response]"
-
-
 class Router:
     def __init__(self):
         self.routes: list[tuple[str, re.Pattern, object]] = []

@@ -318,14 +318,17 @@ def create_server(req: Request) -> Response:  # noqa: C901 - one validation step
     net_ids: list[str] = []
     if isinstance(networks, list):
         for n in networks:
-            nid = n.get("uuid") if isinstance(n, dict) else None
-            if n.get("port") if isinstance(n, dict) else False:
+            if not isinstance(n, dict):
+                return fault(400, "Invalid input for field/attribute networks.")
+            if n.get("port"):
                 return fault(400, "The fake does not support pre-created ports.")
-            if nid not in cloud.networks:
-                return fault(400, f"Network {nid} could not be found.")
-            net_ids.append(nid)
-    elif networks in ("auto", None):
+            if n.get("uuid") not in cloud.networks:
+                return fault(400, f"Network {n.get('uuid')} could not be found.")
+            net_ids.append(n["uuid"])
+    elif networks in ("auto", None):  # "auto" (or no networks before 2.37): the project's network
         net_ids = [next(iter(cloud.networks))]
+    elif networks != "none":
+        return fault(400, "Invalid input for field/attribute networks.")
     groups = [g.get("name") for g in spec.get("security_groups") or [{"name": "default"}]]
     known = {g["name"] for g in cloud.security_groups.values()} | set(cloud.security_groups)
     for g in groups:

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ c.OpenStackSpawner.security_groups = ["jupyter-nodes"]
 c.OpenStackSpawner.key_name = "research-key"
 c.OpenStackSpawner.hub_id = {hub_id!r}
 c.OpenStackSpawner.node_python = sys.executable
-c.OpenStackSpawner.start_timeout = 60
-c.OpenStackSpawner.http_timeout = 60
+c.OpenStackSpawner.start_timeout = 120
+c.OpenStackSpawner.http_timeout = 120
 c.OpenStackSpawner.status_refresh_interval = 1
 c.OpenStackSpawner.build_poll_interval = 0.5
 c.OpenStackSpawner.extra_metadata = {{"project": "genomics"}}
@@ -71,8 +70,8 @@ def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFI
     nodes_dir = base / "nodes"
     runner = ManagedProcess(
         "noderunner-openstack",
-        [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack", "--cloud", "fake-admin",
-         "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes_dir, "--interval", "0.3",
+        [sys.executable, "-m", "hybrid_spawner.local.noderunner_openstack",
+         "--cloud", "fake-admin", "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", nodes_dir, "--interval", "0.3",
          "--status-file", nodes_dir / "status.json", *(["--allow-root"] if os.geteuid() == 0 else [])],
         log_dir=base, cwd=REPO_ROOT, env=child_env(), ready=(nodes_dir / "status.json").exists,
     )
@@ -86,27 +85,6 @@ def openstack_stack(fake: FakeOpenStack, base: Path, hub_config: str = HUB_CONFI
         runner.stop()
 
 
-def follow_progress(hub: LocalHub, user: str, started: float | None = None, timeout: float = 90.0) -> list[dict]:
-    """Read the user's progress stream (it replays from the first event) to ready or failed.
-
-    Each event gets ``elapsed``: seconds from ``started`` (a time.monotonic()) until it was read.
-    """
-    started = time.monotonic() if started is None else started
-    req = urllib.request.Request(f"{hub.url}/hub/api/users/{user}/server/progress")
-    req.add_header("Authorization", f"token {hub.admin_token}")
-    events = []
-    with urllib.request.urlopen(req, timeout=timeout) as stream:
-        for raw in stream:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                event["elapsed"] = time.monotonic() - started
-                events.append(event)
-                if event.get("ready") or event.get("failed"):
-                    break
-    return events
-
-
 def request_spawn(hub: LocalHub, user: str) -> float:
     """POST the spawn (answered at once: slow_spawn_timeout is 0); returns when it was posted."""
     started = time.monotonic()
@@ -118,4 +96,4 @@ def request_spawn(hub: LocalHub, user: str) -> float:
 
 def spawn_and_follow(hub: LocalHub, user: str, timeout: float = 90.0) -> list[dict]:
     """Spawn and follow the progress to its end; ``elapsed`` counts from the POST."""
-    return follow_progress(hub, user, request_spawn(hub, user), timeout)
+    return hub.progress_events(user, timeout=timeout, since=request_spawn(hub, user))

@@ -156,9 +156,8 @@ class Cloud:
                 "updated_at": iso(now), "self": f"/v2/images/{iid}", "file": f"/v2/images/{iid}/file",
                 "schema": "/v2/schemas/image",
             }
-        net = self.add_network("research-private", self.cidr)
+        self.add_network("research-private", self.cidr)  # first: the default for networks="auto"
         self.add_network("dmz", "192.0.2.0/24")
-        del net
         for name in ["default", "jupyter-nodes"]:
             sid = new_id()
             self.security_groups[sid] = {

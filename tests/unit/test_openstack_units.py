@@ -9,7 +9,7 @@ import pytest
 from keystoneauth1 import exceptions as ks
 from openstack import exceptions as osx
 
-from hybrid_spawner.local.noderunner_openstack import NovaNodeRunner, decode_user_data, first_fixed_ipv4
+from hybrid_spawner.local.noderunner_openstack import decode_user_data, first_fixed_ipv4, with_bind_address
 from hybrid_spawner.openstack_connection import ConnectionSettings, describe_sdk_error, is_transient
 from hybrid_spawner.openstack_poller import observe_server
 from hybrid_spawner.poller import NodeState
@@ -89,13 +89,32 @@ def test_node_runner_helpers():
     assert decode_user_data("not base64!") is None and decode_user_data(None) is None
 
 
-def test_nova_nodes_listen_on_their_servers_fixed_ip(tmp_path):
-    marker = tmp_path / "bound"
-    script = f'#!/bin/bash\necho "$HYBRID_NODE_BIND_IP" > {marker}\n'
-    source = SimpleNamespace(boot_script=lambda _id: script, address=lambda _id: "127.42.0.11")
-    runner = NovaNodeRunner(source, tmp_path / "nodes")
-    runner.boot("srv-1")
-    proc, _port = runner.nodes["srv-1"]
-    proc.proc.wait(10)
-    assert marker.read_text() == "127.42.0.11\n"
-    assert runner.node_env(1)["HYBRID_NODE_BIND_IP"] == "127.0.0.1"  # outside a boot: the base default
+def test_nodes_are_told_their_servers_fixed_ip():
+    script = "#!/bin/bash\nset -e\nexec python3 -m hybrid_spawner.node_agent\n"
+    assert with_bind_address(script, "127.42.0.11") == (
+        "#!/bin/bash\nexport HYBRID_NODE_BIND_IP=127.42.0.11\nset -e\nexec python3 -m hybrid_spawner.node_agent\n")
+    assert with_bind_address("echo hi\n", "10.0.0.5") == "export HYBRID_NODE_BIND_IP=10.0.0.5\necho hi\n"
+
+
+def test_example_hub_config_uses_only_real_options():
+    from pathlib import Path
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from hybrid_spawner.openstack import OpenStackSpawner
+
+    path = Path(__file__).resolve().parents[2] / "jupyter_config" / "jupyterhub_config_openstack.py"
+    config = PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    options = set(config.OpenStackSpawner)
+    assert {"cloud", "image", "flavor", "networks", "hub_id"} <= options
+    assert options <= set(OpenStackSpawner.class_trait_names(config=True))
+    assert config.JupyterHub.spawner_class == "hybrid-openstack" and config.JupyterHub.cleanup_servers is False
+
+
+def test_short_name_hybrid_openstack_loads_the_spawner():
+    from importlib.metadata import entry_points
+
+    from hybrid_spawner.openstack import OpenStackSpawner
+
+    [entry] = [e for e in entry_points(group="jupyterhub.spawners") if e.name == "hybrid-openstack"]
+    assert entry.load() is OpenStackSpawner

@@ -1,0 +1,61 @@
+# Example JupyterHub configuration for the OpenStack part of the hybrid research cloud.
+#
+# Layout (see docs/openstack.md): the research group's OpenStack project is a virtual data
+# center behind its own VPN gateway. The hub runs inside the project (or is routed to it through
+# the gateway); every notebook server runs on its own Nova server on the project's private
+# network, with no floating IP, booted from an image that has Python, this package and
+# jupyterhub-singleuser.
+#
+# Replace every value marked CHANGE ME. The OpenStack credentials live in clouds.yaml (mode 0600),
+# never in this file.
+
+c = get_config()  # noqa: F821
+
+# -- the hub ---------------------------------------------------------------------------------
+c.JupyterHub.bind_url = "http://0.0.0.0:8000"  # TLS is terminated at the VPN gateway / load balancer
+c.JupyterHub.hub_ip = "0.0.0.0"
+# The hub API as the Nova servers reach it on the private network. CHANGE ME.
+c.JupyterHub.hub_connect_url = "http://10.20.0.5:8081"
+# Remote servers must outlive a hub restart or upgrade: never stop them on shutdown.
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 2
+
+# -- OpenStack: one Nova server per notebook server --------------------------------------------
+c.JupyterHub.spawner_class = "hybrid-openstack"
+
+# An application credential of the hub's service account (docs/openstack.md). CHANGE ME.
+c.OpenStackSpawner.cloud = "research"
+c.OpenStackSpawner.clouds_yaml = "/etc/jupyterhub/clouds.yaml"
+c.OpenStackSpawner.image = "jupyter-node-2024"  # Glance name or id. CHANGE ME.
+c.OpenStackSpawner.flavor = "m1.large"  # CHANGE ME
+# The project's private network behind the VPN gateway; the hub connects to the fixed IP on it.
+c.OpenStackSpawner.networks = ["research-private"]  # CHANGE ME
+# "jupyter-nodes": ingress TCP 8888 from the hub only; egress to the hub API, S3 and the publisher.
+c.OpenStackSpawner.security_groups = ["jupyter-nodes"]
+c.OpenStackSpawner.key_name = ""  # an admin keypair for SSH through the bastion, if wanted
+c.OpenStackSpawner.boot_volume_size = 0  # GiB; set for flavors with a small root disk
+c.OpenStackSpawner.extra_metadata = {"project": "research-cloud"}
+# Distinct per hub sharing the project: status polling lists servers by this tag.
+c.OpenStackSpawner.hub_id = "research-hub-prod"
+c.OpenStackSpawner.port = 8888
+c.OpenStackSpawner.node_python = "/opt/jupyter/bin/python"
+c.OpenStackSpawner.node_user = "jovyan"
+c.OpenStackSpawner.cmd = ["/opt/jupyter/bin/jupyterhub-singleuser"]
+c.OpenStackSpawner.default_url = "/lab"
+# Scheduling + boot + server start; the server is deleted if it is not up by then.
+c.OpenStackSpawner.start_timeout = 600
+c.OpenStackSpawner.http_timeout = 120
+# One tagged Nova listing for all servers every 30 s; the hub reads the cache when it polls.
+c.OpenStackSpawner.status_refresh_interval = 30
+c.OpenStackSpawner.poll_interval = 60
+
+# What the single-user extension needs (docs/contracts.md); delivered by the bootstrap, never
+# in user-data. The tenant's S3-compatible store (Ceph RGW, MinIO) needs an endpoint and keys.
+c.OpenStackSpawner.environment = {
+    "HYBRID_SYNC_BUCKET": "research-notebooks",  # CHANGE ME
+    "HYBRID_SYNC_PREFIX": "users/{username}/",
+    "HYBRID_S3_ENDPOINT_URL": "https://object-store.research.internal",  # CHANGE ME
+    "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
+    "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
+}
