@@ -52,10 +52,9 @@ def test_sync_then_restore(cloud_lab, page, shots):
     expect(lab.status_item()).to_have_text(re.compile("^Synced"))
 
     # With sync set up, the palette offers the commands (JupyterLab hides disabled ones).
-    page.keyboard.press("Control+Shift+C")
-    page.locator("#command-palette input").fill("bucket")
-    expect(page.locator(".lm-CommandPalette-item:visible", has_text="Sync to Bucket")).to_be_visible()
-    expect(page.locator(".lm-CommandPalette-item:visible", has_text="Restore from Bucket")).to_be_visible()
+    palette = lab.open_palette("bucket")
+    expect(palette.locator(".lm-CommandPalette-item:visible", has_text="Sync to Bucket")).to_be_visible()
+    expect(palette.locator(".lm-CommandPalette-item:visible", has_text="Restore from Bucket")).to_be_visible()
     page.keyboard.press("Escape")
 
     # The notebook is lost locally; Restore from Bucket brings it back.
