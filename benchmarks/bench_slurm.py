@@ -124,7 +124,7 @@ async def poll_ours(job_ids, user, shim, env, refreshes: int) -> float:
         results = await asyncio.gather(*(s.poll() for s in spawners))  # every server polled each round
         await asyncio.sleep(0.25)
     assert all(r is None for r in await asyncio.gather(*(s.poll() for s in spawners))), "a running job looked gone"
-    cache.stop()
+    await cache.close()
     return (len(shim.calls()) - start_calls) / (cache.refreshes - start_refreshes)
 
 

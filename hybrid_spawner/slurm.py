@@ -57,11 +57,12 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         "slurm_job.sh.j2",
         config=True,
         help="""Jinja2 template of the batch script: a file name in hybrid_spawner/templates or
-        an absolute path to your own. It receives `slurm` (job_name, output, workdir, partition,
-        nprocs, memory, runtime, gres, account, qos, reservation, extra_directives, srun,
-        prologue, epilogue, bind_ip), bootstrap_url, credential and python. Keep the #SBATCH
-        lines first and run `python -m hybrid_spawner.node_agent` with HYBRID_BOOTSTRAP_URL and
-        HYBRID_BOOTSTRAP_CREDENTIAL exported.""",
+        an absolute path to your own (it may `{% extends "slurm_job.sh.j2" %}`). It receives
+        `slurm` (job_name, output, workdir, partition, nprocs, memory, runtime, gres, account,
+        qos, reservation, extra_directives, prologue, bind_ip), bootstrap_url, credential and
+        python. Keep the #SBATCH lines first and run `python -m hybrid_spawner.node_agent` with
+        HYBRID_BOOTSTRAP_URL and HYBRID_BOOTSTRAP_CREDENTIAL exported. batchspawner's req_srun
+        and req_epilogue are not used: the agent is the job's only task.""",
     )
     node_python = Unicode(
         config=True,
@@ -130,11 +131,6 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         The hub's PATH, LANG and SLURM_CONF are passed on anyway; its secrets never are.""",
     )
 
-    @default("req_srun")
-    def _req_srun_default(self):
-        # The agent is the job's only task; a job step adds a second launch for nothing.
-        return ""
-
     @default("req_keepvars")
     def _req_keepvars_default(self):
         # batchspawner lists the server's environment here for `--export`; our jobs get that
@@ -184,15 +180,23 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
                 "the hub user's Unix account. Ask your administrator to create it.",
                 status=400,
             ) from None
+        if self.req_epilogue:
+            self.log.warning("%s: SlurmSpawner.req_epilogue is not used (the node agent ends the job)", self._log_name)
         subvars = self._subvars()
         for name in DIRECTIVE_FIELDS:
             value = str(subvars.get(name) or "")
             if not SAFE_DIRECTIVE_VALUE.match(value):
                 raise SpawnFailed(f"Invalid Slurm {name} {value!r}: only letters, digits and _.:,=+%/@- are allowed.", status=400)
 
+    def _names(self) -> dict:
+        return {"username": self.user.name, "servername": self.name or "", "homedir": self._subvars().get("homedir", "")}
+
+    def _output_path(self, job_id: str) -> str:
+        return self.job_output.format(**self._names()).replace("%j", job_id)
+
     def script_context(self) -> dict:
         subvars = self._subvars()
-        names = {"username": self.user.name, "servername": self.name or "", "homedir": subvars.get("homedir", "")}
+        names = self._names()
         return {
             "slurm": {
                 "job_name": self.job_name.format(**names),
@@ -200,9 +204,7 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
                 "workdir": subvars.get("homedir") or "/tmp",
                 **{name: str(subvars.get(name) or "") for name in DIRECTIVE_FIELDS},
                 "extra_directives": list(self.extra_directives),
-                "srun": self.req_srun,
                 "prologue": self.req_prologue,
-                "epilogue": self.req_epilogue,
                 "bind_ip": self.node_bind_ip,
             }
         }
@@ -228,7 +230,7 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
             if seen.state is NodeState.GONE:
                 raise SpawnFailed(
                     f"Slurm job {job_id} ended before the server started ({seen.detail}); "
-                    f"see {self.job_output.format(username=self.user.name, servername=self.name or '', homedir=self._subvars().get('homedir', '~')).replace('%j', job_id)}."
+                    f"its output is in {self._output_path(job_id)} on the cluster."
                 )
             if seen.state is NodeState.PENDING:
                 message = f"Slurm job {job_id} is queued: {seen.detail}"

@@ -79,6 +79,7 @@ class SlurmStatusCache(StatusCache):
         if not ids:
             return {}
         self.calls += 1
+        self.last_refresh_calls = 1
         try:
             result = subprocess.run(
                 squeue_argv(self.command, ids),

@@ -3,6 +3,7 @@
  * turns from "in progress" (with a progress bar) into its result.
  */
 import { Clipboard, Notification } from '@jupyterlab/apputils';
+import { ReadonlyJSONValue } from '@lumino/coreutils';
 
 import { progressFraction, progressMessage, resultMessage } from './messages';
 import { HybridModel } from './model';
@@ -10,6 +11,33 @@ import { IDashboard, IJob } from './types';
 
 /** Actions offered with a failure, e.g. "Try again". */
 export type RetryAction = () => void;
+
+type FinalState = Omit<Notification.IUpdate<ReadonlyJSONValue>, 'id'>;
+
+/** An in-progress notification stays at least this long before it turns into its result. */
+const MIN_VISIBLE_MS = 800;
+/** When the result is said a second time (see `settle`). */
+const RESAY_MS = 1500;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}
+
+/**
+ * Turn notification `id` (emitted at `emittedAt`) into its final state. JupyterLab can drop
+ * an update that reaches a toast still being created (the first toast of a page loads the
+ * toast library lazily; jupyterlab/jupyterlab#15558), which would leave "in progress" on
+ * screen: so the result waits until the toast had time to appear, and is said once more.
+ */
+async function settle(id: string, emittedAt: number, final: FinalState): Promise<void> {
+  const wait = MIN_VISIBLE_MS - (Date.now() - emittedAt);
+  if (wait > 0) {
+    await sleep(wait);
+  }
+  Notification.update({ id, ...final });
+  // Returns false (does nothing) once the person has dismissed it.
+  setTimeout(() => Notification.update({ id, ...final }), RESAY_MS);
+}
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -27,6 +55,7 @@ export async function runJobWithNotification(
 ): Promise<IJob | undefined> {
   const starting = kind === 'restore' ? 'Restoring from bucket…' : 'Syncing to bucket…';
   const id = Notification.emit(starting, 'in-progress', { autoClose: false });
+  const emittedAt = Date.now();
   let finished: IJob;
   try {
     finished = await model.runJob(start, job => {
@@ -42,8 +71,7 @@ export async function runJobWithNotification(
     });
   } catch (error) {
     const what = kind === 'restore' ? 'Restore from bucket' : 'Sync to bucket';
-    Notification.update({
-      id,
+    await settle(id, emittedAt, {
       message: `${what} failed: ${errorText(error)}`,
       type: 'error',
       autoClose: false,
@@ -52,8 +80,7 @@ export async function runJobWithNotification(
     return undefined;
   }
   const { type, message } = resultMessage(finished, model.destination);
-  Notification.update({
-    id,
+  await settle(id, emittedAt, {
     message,
     type,
     progress: undefined,
@@ -78,12 +105,12 @@ export async function publishWithNotification(
   const id = Notification.emit(`Publishing “${name}” to Voila…`, 'in-progress', {
     autoClose: false
   });
+  const emittedAt = Date.now();
   let dashboard: IDashboard;
   try {
     dashboard = await model.publish(path, stripHidden);
   } catch (error) {
-    Notification.update({
-      id,
+    await settle(id, emittedAt, {
       message: `Could not publish “${name}”: ${errorText(error)}`,
       type: 'error',
       autoClose: false,
@@ -91,8 +118,7 @@ export async function publishWithNotification(
     });
     return undefined;
   }
-  Notification.update({
-    id,
+  await settle(id, emittedAt, {
     message: `“${dashboard.title || name}” is published (version ${dashboard.version}). Anyone with the link can view it.`,
     type: 'success',
     autoClose: false,

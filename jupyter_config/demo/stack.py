@@ -8,6 +8,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,23 +115,58 @@ class DemoStack:
 
         moto = MotoServer(d / "moto")
         s3 = SeaweedS3(d / "seaweedfs")
-        parts = [moto, s3]
         # The publisher hands rendering to Voila through nginx: no nginx, no public host.
         host = PublicHost(d / "public-host") if shutil.which("nginx") else None
         if host is None:
             say("no public Voila host: nginx is not installed (Publish will say it is not set up)")
-        else:
-            parts.append(host)
         say("starting moto server (EC2), SeaweedFS (S3)" + (" and the public Voila host (publisher, Voila, nginx)…" if host else "…"))
-        # Independent parts start side by side: the demo is ready sooner.
-        with ThreadPoolExecutor(len(parts)) as pool:
-            starts = [(part, pool.submit(part.start)) for part in parts]
-            # One group: these stop side by side too, after everything that uses them.
-            self._stops.append([part.stop for part, future in starts if not future.exception()])
-            for _, future in starts:
+        # The bucket and the public host start in the background while the cloud side and the
+        # hub come up: they are only needed once a researcher works. They stop last.
+        backing: list = []
+        self._stops.append(backing)
+        # Everything else stops side by side before them: the hub needs no node to stop, and
+        # the nodes' last sync needs only the bucket.
+        self._compute: list = []
+        self._stops.append(self._compute)
+        with ThreadPoolExecutor(2) as pool:
+            pending = [(s3, pool.submit(self._start_bucket, s3))]
+            if host is not None:
+                pending.append((host, pool.submit(host.start)))
+            try:
+                moto.start()
+                backing.append(moto.stop)
+                hub, settings, runner = self._start_cloud_and_hub(moto, s3, host)
+            finally:
+                for part, future in pending:
+                    if future.exception() is None:
+                        backing.append(part.stop)
+            for _, future in pending:
                 future.result()
 
+        self.urls = {
+            "hub": hub.url,
+            "login": f"{hub.url}/hub/login",
+            "user": DEMO_USER,
+            "password": PASSWORD,
+            "dashboards": host.url if host else None,
+            "s3": s3.url,
+            "bucket": BUCKET,
+            "moto": moto.url,
+            "profiles": [p["slug"] for p in profiles_for(settings)],
+            "directory": str(d),
+        }
+        self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
+        # Written last: tools (and the browser test) wait for this file.
+        (d / "demo.json").write_text(json.dumps(self.urls, indent=1))
+
+    @staticmethod
+    def _start_bucket(s3: SeaweedS3) -> None:
+        s3.start()
         s3.create_bucket(BUCKET)
+
+    def _start_cloud_and_hub(self, moto, s3, host):
+        """The private network on moto, the node runners, Slurm, and the hub (in this order)."""
+        d = self.directory
         network = make_private_network(moto.url)
         hub_id = f"demo-{secrets.token_hex(3)}"
 
@@ -138,7 +174,7 @@ class DemoStack:
         runner.env.update(MOTO_CREDENTIALS)
         say("starting the node runner (boots EC2 instances as local processes)…")
         runner.start()
-        self._stops.append([runner.stop])
+        self._compute.append(runner.stop)
 
         slurm_env = self._maybe_start_slurm()
         clouds_yaml = self._maybe_start_openstack(hub_id)
@@ -182,23 +218,8 @@ class DemoStack:
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
         say("starting JupyterHub with HybridSpawner…")
         hub.start(timeout=90)
-        self._stops.append([hub.stop])
-
-        self.urls = {
-            "hub": hub.url,
-            "login": f"{hub.url}/hub/login",
-            "user": DEMO_USER,
-            "password": PASSWORD,
-            "dashboards": host.url if host else None,
-            "s3": s3.url,
-            "bucket": BUCKET,
-            "moto": moto.url,
-            "profiles": [p["slug"] for p in profiles_for(settings)],
-            "directory": str(d),
-        }
-        self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
-        # Written last: tools (and the browser test) wait for this file.
-        (d / "demo.json").write_text(json.dumps(self.urls, indent=1))
+        self._compute.append(hub.stop)
+        return hub, settings, runner
 
     def _maybe_start_slurm(self) -> dict | None:
         if not self.with_slurm:
@@ -217,7 +238,7 @@ class DemoStack:
         except Exception as e:  # the demo still works with EC2 alone
             say(f"no Slurm profile: the local cluster did not start ({e})")
             return None
-        self._stops.append([cluster.stop])
+        self._compute.append(cluster.stop)
         return {"SLURM_CONF": str(cluster.conf_path)}
 
     def _maybe_start_openstack(self, hub_id: str) -> str | None:
@@ -237,7 +258,7 @@ class DemoStack:
         except Exception as e:
             say(f"no OpenStack profile: the fake did not start ({e})")
             return None
-        self._stops.append([fake.stop])
+        self._compute.append(fake.stop)
         clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
         nodes = base / "nodes"
         runner = ManagedProcess(
@@ -250,7 +271,7 @@ class DemoStack:
             ready=(nodes / "status.json").exists,
         )
         runner.start()
-        self._stops.append([runner.stop])
+        self._compute.append(runner.stop)
         return str(clouds_yaml)
 
     def stop(self) -> None:
@@ -258,8 +279,15 @@ class DemoStack:
         while self._stops:
             group = self._stops.pop()
             with ThreadPoolExecutor(max(1, len(group))) as pool:
-                for future in [pool.submit(stop) for stop in group]:
+                for stop, future in [(stop, pool.submit(_timed, stop)) for stop in group]:
+                    name = type(getattr(stop, "__self__", stop)).__name__
                     try:
-                        future.result()
+                        say(f"stopped {name} ({future.result():.1f} s)")
                     except Exception as e:  # keep stopping the others
-                        print(f"demo: stopping a part failed: {e}", file=sys.stderr)
+                        print(f"demo: stopping {name} failed: {e}", file=sys.stderr)
+
+
+def _timed(fn) -> float:
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start

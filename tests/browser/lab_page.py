@@ -52,6 +52,19 @@ class LabPage:
         expect(menu).to_be_visible()
         return menu
 
+    def open_palette(self, query: str) -> Locator:
+        """Open the command palette (its shortcut, else View → Activate Command Palette) and search."""
+        search = self.page.locator("#command-palette input")
+        self.page.keyboard.press("Control+Shift+C")
+        try:
+            expect(search).to_be_visible(timeout=5000)
+        except AssertionError:
+            # The shortcut went to a widget that kept it (focus is not always where a person's is).
+            self.open_main_menu("View").locator(".lm-Menu-itemLabel", has_text="Command Palette").first.click()
+            expect(search).to_be_visible()
+        search.fill(query)
+        return self.page.locator("#command-palette")
+
     def close_menus(self) -> None:
         self.page.keyboard.press("Escape")
         self.page.keyboard.press("Escape")

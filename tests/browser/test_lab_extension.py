@@ -54,7 +54,6 @@ def test_controls_explain_a_server_without_the_server_extension(lab_server_facto
     lab.close_menus()
 
     # The palette lists the commands (JupyterLab hides disabled ones from view).
-    page.keyboard.press("Control+Shift+C")
-    page.locator("#command-palette input").fill("Bucket")
-    palette_items = page.locator(".lm-CommandPalette-item.lm-mod-disabled", has_text=re.compile("Bucket"))
+    palette = lab.open_palette("Bucket")
+    palette_items = palette.locator(".lm-CommandPalette-item.lm-mod-disabled", has_text=re.compile("Bucket"))
     expect(palette_items).to_have_count(2)

@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from hybrid_spawner.local.processes import free_port
@@ -51,10 +52,9 @@ def test_sync_then_restore(cloud_lab, page, shots):
     expect(lab.status_item()).to_have_text(re.compile("^Synced"))
 
     # With sync set up, the palette offers the commands (JupyterLab hides disabled ones).
-    page.keyboard.press("Control+Shift+C")
-    page.locator("#command-palette input").fill("bucket")
-    expect(page.locator(".lm-CommandPalette-item:visible", has_text="Sync to Bucket")).to_be_visible()
-    expect(page.locator(".lm-CommandPalette-item:visible", has_text="Restore from Bucket")).to_be_visible()
+    palette = lab.open_palette("bucket")
+    expect(palette.locator(".lm-CommandPalette-item:visible", has_text="Sync to Bucket")).to_be_visible()
+    expect(palette.locator(".lm-CommandPalette-item:visible", has_text="Restore from Bucket")).to_be_visible()
     page.keyboard.press("Escape")
 
     # The notebook is lost locally; Restore from Bucket brings it back.
@@ -93,10 +93,20 @@ def test_publish_offers_the_link_and_the_dashboard_shows_outputs_only(cloud_lab,
     shots(dashboard, "dashboard")
     dashboard.close()
 
-    # Lab now knows the dashboard: Open Published Dashboard is offered for this notebook.
+    # Lab now knows the dashboard: Cloud → Open Published Dashboard opens the same address.
     menu = lab.open_main_menu("Cloud")
-    expect(menu.locator(".lm-Menu-item:not(.lm-mod-disabled)", has_text="Open Published Dashboard")).to_be_visible()
-    lab.close_menus()
+    with page.expect_popup() as popup_info:
+        menu.locator(".lm-Menu-itemLabel", has_text="Open Published Dashboard").click()
+    assert popup_info.value.url.startswith(expected_url)
+    popup_info.value.close()
+
+    # Unpublish (confirmed): the public link stops working, the notebook stays.
+    lab.open_main_menu("Cloud").locator(".lm-Menu-itemLabel", has_text="Unpublish Dashboard").click()
+    lab.dialog().locator("button", has_text="Unpublish").click()
+    lab.wait_toast(re.compile("is no longer published"), "success")
+    shots(page, "unpublished")
+    assert requests.get(expected_url, timeout=30).status_code == 404
+    assert (cloud_lab.server.root / "Weekly Numbers.ipynb").is_file()
 
 
 def test_sync_with_s3_down_shows_an_error(lab_server_factory, public_host, page, shots):

@@ -52,6 +52,12 @@ c.HybridSpawner.profiles = [
         "overrides": {"req_partition": "maint"},
     },
     {
+        "slug": "slurm-broken",
+        "display_name": "A job whose Python does not exist",
+        "backend": "slurm",
+        "overrides": {"req_partition": "debug", "node_python": "/nonexistent/python3"},
+    },
+    {
         "slug": "slurm-gpu",
         "display_name": "GPU partition",
         "backend": "slurm",
@@ -252,3 +258,16 @@ def test_pending_job_reports_its_reason_and_cancelling_cancels_the_job(hub, slur
 
     hub.stop_server(slurm_test_user, "queued")
     wait_until(lambda: job["id"] not in slurm_cluster.job_ids(), timeout=60, what="pending job cancelled")
+
+
+def test_a_job_that_dies_fails_the_spawn_with_its_output_path_and_leaves_no_job(hub, slurm_cluster, slurm_test_user):
+    status, body = hub.api("POST", f"/users/{slurm_test_user}/servers/broken", {"profile": "slurm-broken"})
+    assert status in (202, 500), body  # 500: failed within slow_spawn_timeout
+    wait_until(
+        lambda: not (hub.server_model(slurm_test_user, "broken") or {}).get("pending"), timeout=90, what="spawn ended"
+    )
+    model = hub.server_model(slurm_test_user, "broken")
+    assert not (model or {}).get("ready"), model
+    log = hub.log_text()
+    assert re.search(r"Slurm job \d+ (ended before the server started|stopped while booting)", log), log[-3000:]
+    assert not user_jobs(slurm_cluster, slurm_test_user)

@@ -45,5 +45,5 @@ async def test_one_squeue_reports_running_pending_and_finished_jobs(slurm_cluste
         assert {cache.observe(job).state for job in (running, pending)} == {NodeState.UNKNOWN}
     finally:
         squeue_shim.set_failing(False)
-        cache.stop()
+        await cache.close()
         subprocess.run(["scancel", running, pending], env=slurm_cluster.client_env())

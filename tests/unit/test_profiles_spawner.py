@@ -65,8 +65,10 @@ async def test_state_round_trip_rebuilds_the_backend_spawner_from_stored_overrid
     again = spawner.get_state()
     assert again["backend"] == "slurm" and again["overrides"] == state["overrides"]
     assert again["child_state"]["node_id"] == "42" and again["child_state"]["node_port"] == 8888
+    cache = child.status_cache()
     spawner.clear_state()
     assert spawner.child is None and spawner.get_state() == {}
+    await cache.close()
 
 
 async def test_an_override_that_is_no_trait_is_an_admin_error():

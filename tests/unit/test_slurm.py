@@ -97,9 +97,7 @@ SLURM_CONTEXT = {
     "qos": "short",
     "reservation": "",
     "extra_directives": ["--constraint=skylake"],
-    "srun": "",
     "prologue": "module load cuda",
-    "epilogue": "",
     "bind_ip": "",
 }
 
@@ -130,7 +128,7 @@ def test_job_script_has_every_directive_before_the_first_command():
     assert not any(line.startswith("#SBATCH") for line in lines[first_command:])
     assert "export HYBRID_BOOTSTRAP_CREDENTIAL='cred-'\"'\"'x'" in script  # shell-quoted
     assert "module load cuda" in script
-    assert lines[-1] == "exec  /opt/py/bin/python -m hybrid_spawner.node_agent"
+    assert lines[-1] == "exec /opt/py/bin/python -m hybrid_spawner.node_agent"
 
 
 @pytest.fixture(scope="module")
