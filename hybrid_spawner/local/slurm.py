@@ -220,6 +220,12 @@ class LocalSlurm:
         result.check_returncode()
         return [line for line in result.stdout.splitlines() if line.strip()]
 
+    def squeue_all(self, fmt: str = "%i %T") -> list[str]:
+        """Like :meth:`squeue`, including jobs that ended within MinJobAge."""
+        result = self._run(["squeue", "-h", "--states=all", "-o", fmt])
+        result.check_returncode()
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
     def job_ids(self) -> list[str]:
         return [line.split()[0] for line in self.squeue("%i")]
 

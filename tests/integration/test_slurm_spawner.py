@@ -43,7 +43,7 @@ def test_spawn_via_rest_runs_a_job_that_answers_through_the_proxy(hub, running, 
 
 
 def test_api_token_is_nowhere_in_slurm_or_the_submission(hub, running, slurm_cluster, slurm_test_user):
-    token = server_token(slurm_test_user)
+    token = server_token(hub, slurm_test_user)
     assert len(token) >= 16
     views = {
         "squeue": "\n".join(slurm_cluster.squeue("%all")),
@@ -72,7 +72,7 @@ def test_api_token_is_nowhere_in_slurm_or_the_submission(hub, running, slurm_clu
 
 def test_batchspawner_setattr_endpoint_is_closed_to_users(hub, running, slurm_test_user, tmp_path):
     """The user's own server token must not reach batchspawner's setattr handler."""
-    token = server_token(slurm_test_user)
+    token = server_token(hub, slurm_test_user)
     marker = tmp_path / "pwned"
     forged = {"port": 1, "batch_cancel_cmd": f"touch {marker}", "exec_prefix": "", "req_partition": "batch"}
     for path in ("/hub/api/batchspawner", "/hub/api/batchspawner/"):
