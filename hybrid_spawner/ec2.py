@@ -17,6 +17,7 @@ import uuid
 import boto3
 import botocore.exceptions
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 from traitlets import Bool, Callable, Dict, Integer, List, Unicode, default
 
 from . import ec2_requests as plan
@@ -242,7 +243,7 @@ class EC2Spawner(RemoteSpawner):
         for attempt in range(tries):
             try:
                 return await self._call("ec2", "run_instances", **request)
-            except botocore.exceptions.ResponseParserError:
+            except ResponseParserError:
                 if attempt == tries - 1:
                     raise
                 self.log.warning("%s: unreadable RunInstances reply; retrying with the same client token", self._log_name)

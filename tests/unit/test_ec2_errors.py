@@ -48,3 +48,19 @@ def test_state_round_trip_and_names(spawner):
     assert other.describe_node() == "instance i-1 (t3.large)"
     other.clear_state()
     assert other.node_id is None and other.instance_type is None
+
+
+async def test_garbled_run_instances_reply_is_retried_with_the_same_client_token(spawner, monkeypatch):
+    from botocore.parsers import ResponseParserError
+
+    seen = []
+
+    async def flaky_call(service, method, **request):
+        seen.append(request["ClientToken"])
+        if len(seen) == 1:
+            raise ResponseParserError("Unable to parse response")
+        return {"Instances": [{"InstanceId": "i-9", "InstanceType": "t3.micro"}]}
+
+    monkeypatch.setattr(spawner, "_call", flaky_call)
+    reply = await spawner._run_instances({"ClientToken": "tok-1"})
+    assert reply["Instances"][0]["InstanceId"] == "i-9" and seen == ["tok-1", "tok-1"]
