@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -165,13 +166,16 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="bench-slurm-"))
     os.chmod(workdir, 0o755)  # batchspawner runs the squeue shim as the test user
     shim = SqueueShim(workdir / "shim")
-    with LocalSlurm(cpus=max(64, jobs + 8), memory_mb=max(65536, (jobs + 8) * 1024)) as cluster:
-        os.environ["SLURM_CONF"] = str(cluster.conf_path)
-        latency = bench_latency(cluster, user, runs, workdir)
-        ids = submit_sleepers(cluster, user, jobs)
-        env = {"SLURM_CONF": str(cluster.conf_path)}
-        ours = asyncio.run(poll_ours(ids, user, shim, env, refreshes))
-        reference = asyncio.run(poll_reference(ids, user, shim, env, refreshes))
+    try:
+        with LocalSlurm(cpus=max(64, jobs + 8), memory_mb=max(65536, (jobs + 8) * 1024)) as cluster:
+            os.environ["SLURM_CONF"] = str(cluster.conf_path)
+            latency = bench_latency(cluster, user, runs, workdir)
+            ids = submit_sleepers(cluster, user, jobs)
+            env = {"SLURM_CONF": str(cluster.conf_path)}
+            ours = asyncio.run(poll_ours(ids, user, shim, env, refreshes))
+            reference = asyncio.run(poll_reference(ids, user, shim, env, refreshes))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     names = list(latency)
     ref_median = statistics.median(latency[names[1]])

@@ -20,7 +20,8 @@ SQUEUE_FORMAT = "%i|%T|%r|%B|%P"
 PENDING_STATES = frozenset(
     {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
 )
-RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"})
+# COMPLETING is not here: the job is ending (its processes are being killed), the server with it.
+RUNNING_STATES = frozenset({"RUNNING", "STAGE_OUT", "SIGNALING"})
 # squeue prints this (exit 1) only when none of the requested ids exists any more.
 ALL_IDS_INVALID = "Invalid job id specified"
 

@@ -126,6 +126,12 @@ class HybridSpawner(Spawner):
     def _options_from_form_default(self):
         return form_to_user_options
 
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        # JupyterHub >= 5.3 hook: our options are checked against the profiles and applied to
+        # the backend spawner in start(); nothing to do before (and no "unhandled" warning).
+        return _options_applied_in_start
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._child_ready = asyncio.Event()
@@ -248,6 +254,10 @@ class HybridSpawner(Spawner):
         self.child_backend = self.child_profile = ""
         self.child_overrides = {}
         self._child_ready.clear()
+
+
+def _options_applied_in_start(spawner, user_options) -> None:
+    return None
 
 
 def render_form(template_text: str, profiles: list[Profile], last_options: dict) -> str:

@@ -11,6 +11,7 @@ The directory is world-readable (0755) because jobs run as an unprivileged user 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
@@ -134,6 +135,8 @@ class LocalSlurm:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "LocalSlurm":
+        # Daemons run in sessions of their own: stop them even if the caller forgets to.
+        atexit.register(self.stop)
         self._write_files()
         log_dir = self.dir / "log"
         env = self.client_env()
@@ -201,6 +204,7 @@ class LocalSlurm:
         for process in reversed(self.processes):
             process.stop(timeout=15)
         self.processes.clear()
+        atexit.unregister(self.stop)
         if self._owns_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -217,6 +221,12 @@ class LocalSlurm:
     def squeue(self, fmt: str = "%i %T %u %j") -> list[str]:
         """Lines of ``squeue -h -o FMT`` for every job (raises if the controller fails)."""
         result = self._run(["squeue", "-h", "-o", fmt])
+        result.check_returncode()
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
+    def squeue_all(self, fmt: str = "%i %T") -> list[str]:
+        """Like :meth:`squeue`, including jobs that ended within MinJobAge."""
+        result = self._run(["squeue", "-h", "--states=all", "-o", fmt])
         result.check_returncode()
         return [line for line in result.stdout.splitlines() if line.strip()]
 

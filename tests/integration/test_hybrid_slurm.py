@@ -235,8 +235,10 @@ def test_group_restricted_profile_is_hidden_from_others(hub, slurm_test_user):
 
 
 def test_pending_job_reports_its_reason_and_cancelling_cancels_the_job(hub, slurm_cluster, slurm_test_user):
-    status, body = hub.api("POST", f"/users/{slurm_test_user}/servers/queued", {"profile": "slurm-maint"})
-    assert status == 202, body
+    # Started through a spawn link: query arguments go through the same form parsing.
+    browser = logged_in(hub, slurm_test_user)
+    r = browser.get(f"{hub.url}/hub/spawn/{slurm_test_user}/queued?profile=slurm-maint", allow_redirects=False, timeout=60)
+    assert r.status_code == 302, r.text[:300]
     (job,) = wait_until(lambda: user_jobs(slurm_cluster, slurm_test_user, states=("PENDING",)), what="pending job")
     assert job["partition"] == "maint"
 

@@ -26,6 +26,7 @@ async def test_one_squeue_reports_running_pending_and_finished_jobs(slurm_cluste
     pending = sbatch(slurm_cluster, "--partition=maint")
     finished = sbatch(slurm_cluster, "--partition=debug")
     subprocess.run(["scancel", finished], env=slurm_cluster.client_env(), check=True)
+    wait_until(lambda: f"{finished} CANCELLED" in slurm_cluster.squeue_all("%i %T"), what="job cancelled")
     wait_until(lambda: any(line == f"{running} RUNNING" for line in slurm_cluster.squeue("%i %T")), what="job running")
     cache = SlurmStatusCache(60, [str(squeue_shim.dir / "squeue")], slurm_cluster.client_env())
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_spawner.local.processes import venv_bin_dir
 from tests.fixtures.slurm import server_token, user_jobs, wait_until
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_spawn_via_rest_runs_a_job_that_answers_through_the_proxy(hub, running, 
 
 
 def test_api_token_is_nowhere_in_slurm_or_the_submission(hub, running, slurm_cluster, slurm_test_user):
-    token = server_token(slurm_test_user)
+    token = server_token(hub, slurm_test_user)
     assert len(token) >= 16
     views = {
         "squeue": "\n".join(slurm_cluster.squeue("%all")),
@@ -72,7 +73,7 @@ def test_api_token_is_nowhere_in_slurm_or_the_submission(hub, running, slurm_clu
 
 def test_batchspawner_setattr_endpoint_is_closed_to_users(hub, running, slurm_test_user, tmp_path):
     """The user's own server token must not reach batchspawner's setattr handler."""
-    token = server_token(slurm_test_user)
+    token = server_token(hub, slurm_test_user)
     marker = tmp_path / "pwned"
     forged = {"port": 1, "batch_cancel_cmd": f"touch {marker}", "exec_prefix": "", "req_partition": "batch"}
     for path in ("/hub/api/batchspawner", "/hub/api/batchspawner/"):
@@ -119,3 +120,49 @@ def test_stop_cancels_the_job(hub, running, slurm_cluster, slurm_test_user):
     home = Path(f"~{slurm_test_user}").expanduser()
     log = home / f".jupyterhub-slurm-{running['id']}.log"
     assert log.exists(), "the job's output file is where the spawner says"
+
+
+@pytest.fixture(scope="module")
+def plain_batchspawner_hub(make_slurm_hub, slurm_cluster):
+    """A hub running batchspawner's own SlurmSpawner with this package installed."""
+    return make_slurm_hub(
+        f"""
+c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
+c.SlurmSpawner.batchspawner_singleuser_cmd = {str(venv_bin_dir() / "batchspawner-singleuser")!r}
+c.SlurmSpawner.req_partition = "debug"
+c.SlurmSpawner.environment = {{"SLURM_CONF": {str(slurm_cluster.conf_path)!r}}}
+""",
+        name="plain-batchspawner-hub",
+    )
+
+
+def post_batchspawner(hub, token: str, body: dict) -> int:
+    req = urllib.request.Request(
+        f"{hub.url}/hub/api/batchspawner",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"token {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_plain_batchspawner_still_works_but_its_callback_takes_a_port_only(
+    plain_batchspawner_hub, slurm_cluster, slurm_test_user, tmp_path
+):
+    hub = plain_batchspawner_hub
+    status, body = hub.spawn(slurm_test_user)
+    assert status in (201, 202), body
+    hub.wait_ready(slurm_test_user, timeout=120)  # its job reported the port through our handler
+    token = server_token(hub, slurm_test_user)
+    marker = tmp_path / "pwned"
+    assert post_batchspawner(hub, token, {"port": 1, "batch_cancel_cmd": f"touch {marker}"}) == 400
+    assert post_batchspawner(hub, token, {"exec_prefix": f"touch {marker};"}) == 400
+    assert post_batchspawner(hub, token, {"port": 1}) == 409  # set once, while starting
+    assert hub.get_via_proxy(f"/user/{slurm_test_user}/api/status")[0] == 200
+    hub.stop_server(slurm_test_user)
+    wait_until(lambda: not user_jobs(slurm_cluster, slurm_test_user), timeout=60, what="job cancelled")
+    assert not marker.exists()

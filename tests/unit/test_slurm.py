@@ -30,7 +30,7 @@ def test_parse_squeue_maps_states_reasons_and_hosts():
     assert jobs["13"].state is NodeState.PENDING and jobs["13"].detail == "PENDING: Resources (partition gpu)"
     assert jobs["13"].address is None
     assert jobs["14"].state is NodeState.GONE
-    assert jobs["15"].state is NodeState.RUNNING
+    assert jobs["15"].state is NodeState.GONE  # COMPLETING: the job and its server are ending
     assert set(jobs) == {"12", "13", "14", "15"}
 
 
