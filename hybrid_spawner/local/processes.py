@@ -148,3 +148,18 @@ def child_env(extra: dict | None = None) -> dict:
     env["PATH"] = f"{venv_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
     return env
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy and return that value.
+
+    Raises AssertionError naming ``what`` after ``timeout`` seconds, so a test that waits on a
+    slow machine fails with a sentence, not a hang.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

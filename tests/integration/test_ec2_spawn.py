@@ -6,42 +6,14 @@ import json
 from html import unescape
 import re
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from hybrid_spawner.local.processes import wait_until
 import requests
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def progress_events(world, user: str, server: str = "", timeout: float = 90) -> list[dict]:
-    """Read the hub's progress event stream of a spawn until it ends (ready or failed)."""
-    path = f"/users/{user}/servers/{server}/progress" if server else f"/users/{user}/server/progress"
-    req = urllib.request.Request(f"{world.hub.url}/hub/api{path}")
-    req.add_header("Authorization", f"token {world.hub.admin_token}")
-    events = []
-    with urllib.request.urlopen(req, timeout=timeout) as stream:
-        for raw in stream:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                events.append(event)
-                if event.get("ready") or event.get("failed"):
-                    break
-    return events
 
 
 def spawn_and_watch(world, user: str, server: str = "") -> list[dict]:
@@ -52,9 +24,9 @@ def spawn_and_watch(world, user: str, server: str = "") -> list[dict]:
     poster = threading.Thread(target=lambda: answer.update(r=world.hub.spawn(user, server)))
     poster.start()
     try:
-        wait_for(lambda: (world.hub.server_model(user, server) or {}).get("pending") == "spawn" or not poster.is_alive(),
+        wait_until(lambda: (world.hub.server_model(user, server) or {}).get("pending") == "spawn" or not poster.is_alive(),
                  60, "the spawn to be pending")
-        return progress_events(world, user, server)
+        return world.hub.progress_events(user, server)
     finally:
         poster.join(60)
         assert answer["r"][0] in (201, 202, 500), answer
@@ -167,7 +139,7 @@ def test_spawn_via_rest_reaches_server_through_proxy_leaks_no_token_and_stop_ter
     world.hub.stop_server("alice")
     assert world.instances("alice")[0]["State"]["Name"] in ("shutting-down", "terminated")
     assert not world.live_instances("alice")
-    wait_for(lambda: world.node_finished(inst["InstanceId"]), 30, "the node process to end")
+    wait_until(lambda: world.node_finished(inst["InstanceId"]), 30, "the node process to end")
     with pytest.raises(ProcessLookupError):
         import os
 
@@ -217,7 +189,7 @@ def test_out_of_band_termination_is_detected_and_explained(ec2_world):
     world.ec2.terminate_instances(InstanceIds=[inst["InstanceId"]])
 
     world.hub.wait_stopped("frank", timeout=30)
-    wait_for(lambda: world.node_finished(inst["InstanceId"]), 30, "the node process to end")
+    wait_until(lambda: world.node_finished(inst["InstanceId"]), 30, "the node process to end")
     _, user = world.hub.api("GET", "/users/frank?include_stopped_servers=1", expect=200)
     message = user["servers"][""]["state"]["last_stop_message"]
     assert inst["InstanceId"] in message and "outside JupyterHub" in message
@@ -240,4 +212,4 @@ def test_start_timeout_leaves_no_instance(ec2_world, tmp_path):
     assert "Timed out" in events[-1]["message"] and "has been terminated" in events[-1]["message"]
     assert not world.live_instances("grace")
     (inst,) = world.instances("grace")
-    wait_for(lambda: world.node_finished(inst["InstanceId"]), 30, "the node process to end")
+    wait_until(lambda: world.node_finished(inst["InstanceId"]), 30, "the node process to end")

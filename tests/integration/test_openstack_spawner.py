@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_spawner.local.processes import wait_until
+
 from tests.openstack_fake.stack import request_spawn, spawn_and_follow
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def singleuser_env(user: str) -> dict:
@@ -70,7 +62,7 @@ def test_spawn_and_stop_with_no_token_in_user_data_or_metadata(stack):
 
     # No secret where project members can read it: user-data, metadata, tags.
     script = base64.b64decode(server["user_data"]).decode()
-    token = wait_for(lambda: singleuser_env("alice").get("JUPYTERHUB_API_TOKEN"), what="alice's server env")
+    token = wait_until(lambda: singleuser_env("alice").get("JUPYTERHUB_API_TOKEN"), what="alice's server env")
     visible = script + json.dumps(server["metadata"]) + json.dumps(server["tags"])
     assert token not in visible and hub.admin_token not in visible
     assert "JUPYTERHUB_API_TOKEN" not in script and "HYBRID_BOOTSTRAP_CREDENTIAL" in script
@@ -93,7 +85,7 @@ def test_hub_restart_recovers_running_server(stack):
     assert spawn_and_follow(hub, "carol")[-1].get("ready")
     [before] = fake.servers()
     hub.restart()
-    model = wait_for(lambda: hub.server_model("carol"), what="carol's server after restart")
+    model = wait_until(lambda: hub.server_model("carol"), what="carol's server after restart")
     assert model["ready"]
     status, _ = hub.get_via_proxy("/user/carol/api/status")
     assert status == 200
@@ -127,7 +119,7 @@ def test_status_comes_from_one_batched_listing(stack):
     failures_before = hub.log_text().count("status refresh failed")
     fake.fail_requests("/compute/v2.1/servers/detail", status=503, method="GET")
     try:
-        wait_for(lambda: hub.log_text().count("status refresh failed") > failures_before, what="a failed refresh")
+        wait_until(lambda: hub.log_text().count("status refresh failed") > failures_before, what="a failed refresh")
         time.sleep(2)  # two more hub polls (1 s interval) during the outage
         assert hub.server_model("alice")["ready"] and hub.server_model("bob")["ready"]
     finally:
@@ -137,7 +129,7 @@ def test_status_comes_from_one_batched_listing(stack):
     conn = openstack.connection.Connection(config=region)
     alice_id = next(s["id"] for s in fake.servers() if s["metadata"]["hybrid-owner"] == "alice")
     conn.compute.delete_server(alice_id)
-    wait_for(lambda: hub.server_model("alice") is None, what="the hub to notice the deleted server")
+    wait_until(lambda: hub.server_model("alice") is None, what="the hub to notice the deleted server")
     assert hub.server_model("bob")["ready"]
     hub.stop_server("bob")
 
@@ -146,11 +138,11 @@ def test_stop_while_building_deletes_the_server(stack):
     hub, fake = stack.hub, stack.fake
     fake.control("PUT", "/timing", {"build_seconds": 30})
     request_spawn(hub, "frank")
-    wait_for(lambda: [s for s in fake.servers() if s["status"] == "BUILD"], what="a building server")
+    wait_until(lambda: [s for s in fake.servers() if s["status"] == "BUILD"], what="a building server")
     status, body = hub.api("DELETE", "/users/frank/server")
     assert status in (202, 204), body
-    wait_for(lambda: hub.server_model("frank") is None, what="the hub to stop the pending spawn")
-    wait_for(lambda: fake.servers() == [], what="the building server to be deleted")
+    wait_until(lambda: hub.server_model("frank") is None, what="the hub to stop the pending spawn")
+    wait_until(lambda: fake.servers() == [], what="the building server to be deleted")
 
 
 def test_build_error_shows_nova_fault_and_deletes_server(stack):
@@ -160,8 +152,8 @@ def test_build_error_shows_nova_fault_and_deletes_server(stack):
     assert events[-1].get("failed"), events
     assert "No valid host was found" in events[-1]["message"]
     assert "OpenStack could not start jupyter-dave" in events[-1]["message"]
-    wait_for(lambda: fake.servers() == [], what="the failed server to be deleted")
-    wait_for(lambda: hub.server_model("dave") is None, what="the hub to forget the failed server")
+    wait_until(lambda: fake.servers() == [], what="the failed server to be deleted")
+    wait_until(lambda: hub.server_model("dave") is None, what="the hub to forget the failed server")
 
 
 def test_quota_exceeded_gives_clear_message_and_creates_nothing(stack):
