@@ -22,8 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid_spawner.local.hub import LocalHub  # noqa: E402
-from hybrid_spawner.local.processes import venv_bin_dir  # noqa: E402
+from hybrid_spawner.local.processes import venv_bin_dir, wait_until  # noqa: E402
 from hybrid_spawner.local.slurm import LocalSlurm  # noqa: E402
 from tests.fixtures.slurm import SLURM_TEST_USER, SqueueShim, assert_venv_usable_by, ensure_unix_user  # noqa: E402
 
@@ -50,15 +48,6 @@ c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
 c.SlurmSpawner.batchspawner_singleuser_cmd = {str(BIN / "batchspawner-singleuser")!r}
 """
 TOOK = re.compile(r"User \S+ took ([0-9.]+) seconds to start")
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(what)
 
 
 def spawn_once(hub: LocalHub, cluster: LocalSlurm, user: str) -> float:
@@ -122,7 +111,7 @@ async def poll_ours(job_ids, user, shim, env, refreshes: int) -> float:
     start_calls = len(shim.calls())
     start_refreshes = cache.refreshes
     while cache.refreshes - start_refreshes < refreshes:
-        results = await asyncio.gather(*(s.poll() for s in spawners))  # every server polled each round
+        await asyncio.gather(*(s.poll() for s in spawners))  # every server polled each round
         await asyncio.sleep(0.25)
     assert all(r is None for r in await asyncio.gather(*(s.poll() for s in spawners))), "a running job looked gone"
     await cache.close()

@@ -233,14 +233,6 @@ class LocalSlurm:
     def job_ids(self) -> list[str]:
         return [line.split()[0] for line in self.squeue("%i")]
 
-    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"Slurm: {what} not reached after {timeout}s")
-
 
 def main(argv=None) -> int:
     """``python -m hybrid_spawner.local.slurm``: run a private cluster until SIGINT/SIGTERM."""

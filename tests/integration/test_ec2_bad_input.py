@@ -4,7 +4,6 @@ no secret, and nothing created in the cloud."""
 from __future__ import annotations
 
 import pytest
-import requests
 
 from .test_ec2_spawn import login, spawn_and_watch, spawn_form_action
 

@@ -18,7 +18,8 @@ from hybrid_spawner.ec2_requests import TAG_HUB, TAG_OWNER
 from hybrid_spawner.local.moto import MOTO_CREDENTIALS
 from hybrid_spawner.local.noderunner import NodeRunnerProcess
 from tests.fixtures.ec2 import REGION, aws, ec2_hub_config, make_network
-from tests.fixtures.slurm import user_jobs, wait_until
+from hybrid_spawner.local.processes import wait_until
+from tests.fixtures.slurm import user_jobs
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 
 from hybrid_spawner.poller import NodeState
 from hybrid_spawner.slurm_queue import SlurmStatusCache
-from tests.fixtures.slurm import wait_until
+from hybrid_spawner.local.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hybrid_spawner.local.processes import venv_bin_dir
-from tests.fixtures.slurm import server_token, user_jobs, wait_until
+from hybrid_spawner.local.processes import wait_until
+from tests.fixtures.slurm import server_token, user_jobs
 
 pytestmark = pytest.mark.integration
 
