@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from .test_ec2_spawn import only_instance, spawn_and_watch, wait_for
+from hybrid_spawner.local.processes import wait_until
+
+from .test_ec2_spawn import only_instance, spawn_and_watch
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +28,7 @@ def test_hub_restart_keeps_both_servers_without_new_instances(ec2_world):
     assert hub.get_via_proxy("/user/ida/api/status")[0] == 200
     assert hub.get_via_proxy("/user/jack/big/api/status")[0] == 200
     # Let the restarted hub's shared status cache refresh and its poll loop run a few times.
-    wait_for(lambda: hub.log_text()[log_mark:].count("EC2StatusCache: refreshed") >= 3, 60, "status refreshes")
+    wait_until(lambda: hub.log_text()[log_mark:].count("EC2StatusCache: refreshed") >= 3, 60, "status refreshes")
     assert hub.server_model("ida")["ready"] and hub.server_model("jack", "big")["ready"]
 
     assert hub.log_text().count("RunInstances") == launches, "a restart must not launch instances"
