@@ -99,7 +99,19 @@ class LocalSlurm:
         self.processes: list[ManagedProcess] = []
 
     # -- configuration -----------------------------------------------------------------
+    def _check_traversable(self) -> None:
+        """munged refuses a socket below a directory that others cannot traverse, and jobs run as
+        another user; say which directory is at fault instead of leaving it to munged's log."""
+        for parent in self.dir.resolve().parents:  # self.dir itself is made 0755 below
+            if parent.exists() and not parent.stat().st_mode & 0o001:
+                raise RuntimeError(
+                    f"Slurm cannot run in {self.dir}: {parent} is not traversable by other users "
+                    f"(munged and the jobs' Unix accounts must pass through it); chmod o+x {parent} "
+                    "or choose another directory"
+                )
+
     def _write_files(self) -> None:
+        self._check_traversable()
         for sub in ("", "run", "state", "spool", "log", "munge"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
             os.chmod(self.dir / sub, 0o755)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import tempfile
@@ -34,6 +35,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="hybrid-demo-"))
+    # mkdtemp makes it 0700; Slurm jobs run as the researcher's Unix account and munged insists
+    # that every directory above its socket be traversable by all. 0711 lets them pass through
+    # without letting other users list what the demo keeps here.
+    if args.dir is None:
+        os.chmod(directory, 0o711)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -4,6 +4,7 @@ reading of squeue's answers, request checks, and the closed batchspawner endpoin
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from types import SimpleNamespace
 
@@ -180,3 +181,17 @@ def test_batchspawner_setattr_handler_is_replaced_and_shadowed():
     combined = handlers.default_handlers + apihandlers.default_handlers
     assert next(h for h in combined if h[0] == BATCHSPAWNER_PATH)[1].__name__ == "BatchspawnerPortOnly"
     close_batchspawner_endpoint()
+
+
+def test_local_cluster_refuses_a_directory_others_cannot_traverse(tmp_path):
+    """munged needs every directory above its socket traversable by all (the demo once put it
+    under a 0700 temp dir): the cluster says which directory, before starting any daemon."""
+    from hybrid_spawner.local.slurm import LocalSlurm
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    cluster = LocalSlurm(private / "slurm")
+    with pytest.raises(RuntimeError, match=f"{private} is not traversable"):
+        cluster.start()
+    assert cluster.processes == []
