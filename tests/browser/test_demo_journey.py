@@ -5,8 +5,11 @@ Publish and open the public dashboard through nginx. Then the demo stops cleanly
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,22 +19,27 @@ from playwright.sync_api import expect
 
 from hybrid_spawner.local.processes import ManagedProcess, child_env, port_open
 from hybrid_spawner.local.seaweedfs import ADMIN_CREDENTIALS, REGION
+from jupyter_config.demo.stack import slurm_available
 from tests.browser.lab_page import LabPage
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 SPAWN_TIMEOUT = 120_000
+SLURM_AVAILABLE = slurm_available() is None  # the demo offers Slurm wherever it can run it
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo as a user runs it; yields what it wrote to demo.json, then SIGTERMs it."""
-    directory = tmp_path_factory.mktemp("demo")
+    # Not under pytest's 0700 temp root: the demo's Slurm cluster (munged, jobs running as the
+    # researcher's account) needs a directory other users can traverse, as the demo makes itself.
+    directory = Path(tempfile.mkdtemp(prefix="hybrid-demo-test-"))
+    os.chmod(directory, 0o711)
     info_file = directory / "demo.json"
     process = ManagedProcess(
         "demo",
-        [sys.executable, "-m", "jupyter_config.demo", "--dir", directory, "--no-slurm"],
+        [sys.executable, "-m", "jupyter_config.demo", "--dir", directory],
         log_dir=tmp_path_factory.mktemp("demo-log"),
         cwd=REPO,
         env=child_env(),
@@ -43,6 +51,7 @@ def demo(tmp_path_factory):
     info["process"] = process
     yield info
     process.stop(timeout=60)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def ports_of(info) -> list[tuple[str, int]]:
@@ -60,8 +69,11 @@ def test_researcher_journey_on_the_demo(demo, page, shots):
     # Choose the EC2 profile and start.
     profile = page.locator("#profile-ec2-private")
     expect(profile).to_be_visible()
-    # The OpenStack fake is part of a source checkout, so its profile is offered too.
+    # The OpenStack fake is part of a source checkout, so its profile is offered too, and so is
+    # the local Slurm cluster's wherever the demo can run one (Slurm installed, running as root).
     expect(page.locator("#profile-openstack-server")).to_be_visible()
+    if SLURM_AVAILABLE:
+        expect(page.locator("#profile-slurm-debug")).to_be_visible()
     profile.check()
     shots(page, "choose-profile")
     page.get_by_role("button", name="Start").click()
