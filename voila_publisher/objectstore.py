@@ -245,10 +245,11 @@ class ObjectStore:
         resp = self.request("PUT", key, body=data, headers=headers)
         return (resp.headers.get("ETag") or "").strip('"').lower()
 
-    def create_multipart(self, key: str, md5_hex: str) -> str:
-        resp = self.request(
-            "POST", key, params={"uploads": None}, headers={"x-amz-meta-md5": md5_hex, "Content-Type": "application/octet-stream"}
-        )
+    def create_multipart(self, key: str, md5_hex: str | None = None) -> str:
+        headers = {"Content-Type": "application/octet-stream"}
+        if md5_hex:
+            headers["x-amz-meta-md5"] = md5_hex
+        resp = self.request("POST", key, params={"uploads": None}, headers=headers)
         upload_id = _xml_children(resp.data).findtext("UploadId")
         if not upload_id:
             raise StoreError("s3-error", f"s3://{self.bucket}/{key}: the store returned no multipart upload id")
@@ -266,6 +267,25 @@ class ObjectStore:
         resp = self.request("POST", key, params={"uploadId": upload_id}, body=body, headers={"Content-Type": "application/xml"})
         root = _xml_children(resp.data)
         if root.tag == "Error":  # S3 may report a failed completion inside a 200 response
+            raise StoreError(root.findtext("Code") or "s3-error", f"s3://{self.bucket}/{key}: {root.findtext('Message')}")
+        return (root.findtext("ETag") or "").strip('"').lower()
+
+    def set_md5(self, key: str, etag: str, md5_hex: str) -> str:
+        """Attach the content MD5 as metadata to the object, only if it is still the one with ``etag``.
+
+        An in-place copy with replaced metadata: SeaweedFS rewrites only the metadata; AWS copies
+        the object server-side (and then reports the plain MD5 as its ETag). Returns the new ETag.
+        A PreconditionFailed error means another writer replaced the object meanwhile.
+        """
+        headers = {
+            "x-amz-copy-source": f"/{self.bucket}/{_quote_key(key)}",
+            "x-amz-copy-source-if-match": f'"{etag}"',
+            "x-amz-metadata-directive": "REPLACE",
+            "x-amz-meta-md5": md5_hex,
+            "Content-Type": "application/octet-stream",
+        }
+        root = _xml_children(self.request("PUT", key, headers=headers).data)
+        if root.tag == "Error":  # like a completion, a copy may fail inside a 200 response
             raise StoreError(root.findtext("Code") or "s3-error", f"s3://{self.bucket}/{key}: {root.findtext('Message')}")
         return (root.findtext("ETag") or "").strip('"').lower()
 
