@@ -17,12 +17,30 @@ from voila_publisher.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, canonical_quer
 
 BASE = "http://127.0.0.1:8333/my-bucket/"
 CASES = [
-    ("PUT", "users/ana/données été/a+b & c%20d.ipynb", None, b"x" * 100, {"Content-MD5": "q83vEjRWeJA=", "Content-Type": "application/octet-stream", "x-amz-meta-md5": "ab" * 16}),
-    ("GET", "", {"list-type": "2", "prefix": "users/ana b/", "max-keys": "1000", "encoding-type": "url", "continuation-token": "a/b+c=="}, b"", {}),
+    (
+        "PUT",
+        "users/ana/données été/a+b & c%20d.ipynb",
+        None,
+        b"x" * 100,
+        {"Content-MD5": "q83vEjRWeJA=", "Content-Type": "application/octet-stream", "x-amz-meta-md5": "ab" * 16},
+    ),
+    (
+        "GET",
+        "",
+        {"list-type": "2", "prefix": "users/ana b/", "max-keys": "1000", "encoding-type": "url", "continuation-token": "a/b+c=="},
+        b"",
+        {},
+    ),
     ("POST", "users/ana/big.bin", {"uploads": None}, b"", {"Content-Type": "application/octet-stream"}),
     ("POST", "users/ana/big.bin", {"uploadId": "2~abc/def"}, b"<CompleteMultipartUpload/>", {"Content-Type": "application/xml"}),
     ("HEAD", "users/ana/~tilde.txt", None, b"", {}),
-    ("PUT", "users/ana/big.bin", None, b"", {"x-amz-copy-source": "/my-bucket/users/ana/big.bin", "x-amz-copy-source-if-match": '"abc-2"', "x-amz-metadata-directive": "REPLACE"}),
+    (
+        "PUT",
+        "users/ana/big.bin",
+        None,
+        b"",
+        {"x-amz-copy-source": "/my-bucket/users/ana/big.bin", "x-amz-copy-source-if-match": '"abc-2"', "x-amz-metadata-directive": "REPLACE"},
+    ),
 ]
 
 
