@@ -39,6 +39,24 @@ def range_md5(path, offset: int, length: int) -> bytes:
     return h.digest()
 
 
+def part_plan(size: int, chunksize: int) -> list[tuple[int, int]]:
+    """(offset, length) of each part of a ``size``-byte multipart upload; an empty file is one empty part."""
+    return [(offset, min(chunksize, size - offset)) for offset in range(0, size, chunksize)] or [(0, 0)]
+
+
+def read_parts(f, size: int, chunksize: int):
+    """Yield the parts of an open file in order, exactly as planned for ``size`` bytes.
+
+    A file that got shorter since it was measured raises EOFError (it changed while it was
+    read); one that grew is read only up to ``size`` and caught by the caller's stat check.
+    """
+    for offset, length in part_plan(size, chunksize):
+        data = f.read(length)
+        if len(data) != length:
+            raise EOFError(f"expected {length} bytes at offset {offset}, read {len(data)}")
+        yield data
+
+
 def multipart_etag(part_digests: list[bytes]) -> str:
     """The ETag S3 gives an object completed from these parts."""
     return f"{hashlib.md5(b''.join(part_digests)).hexdigest()}-{len(part_digests)}"

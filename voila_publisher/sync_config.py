@@ -73,6 +73,15 @@ class BucketSync(Configurable):
         help="Size of one part of a multipart upload (S3 needs at least 5 MiB, at most 10,000 parts).",
     ).tag(config=True)
 
+    multipart_single_pass = Bool(
+        True,
+        help="""Read and hash a large file once, while its parts are sent, then attach its MD5 to
+        the finished object with an in-place metadata copy (conditional on its ETag). Cheapest on
+        SeaweedFS/MinIO-like stores, where that copy rewrites only metadata. On AWS S3 the copy is a
+        server-side copy of the object: set False there to hash the file first instead (one more
+        local read, no copy). Files over 5 GiB are always hashed first (S3's copy limit).""",
+    ).tag(config=True)
+
     excludes = List(
         Unicode(),
         help="""Glob patterns of files and directories that are never synced, matched against

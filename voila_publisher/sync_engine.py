@@ -21,19 +21,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .hashing import file_md5, is_plain_md5_etag, multipart_etag, range_md5
+from .hashing import file_md5, is_plain_md5_etag
 from .listing import LocalListing, list_local, resolve_selection
 from .manifest import Manifest, ManifestEntry, manifest_path
 from .objectstore import ObjectStore, StoreError
 from .sync import RemoteObject, files_to_hash, objects_to_inspect, plan_restore, plan_sync, remote_view
 from .sync_config import BucketSync
 from .sync_job import Job
+from .sync_multipart import Cancelled, MultipartUploader
 
 DOWNLOAD_BLOCK = 1024 * 1024
-
-
-class Cancelled(Exception):
-    """The job was stopped (a fatal store error, or the server shutting down) before this transfer began."""
 
 
 class SyncEngine:
@@ -142,6 +139,13 @@ class SyncEngine:
         cancel = job.cancel_event
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync")
         self._parts = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync-part")
+        self._multipart = MultipartUploader(
+            self.store,
+            self._parts,
+            threading.BoundedSemaphore(self.config.concurrency),
+            self.config.multipart_chunksize,
+            self.config.multipart_single_pass,
+        )
         try:
             try:
                 local, remote, _, known, hashes = self._survey(job, pool, selection, manifest)
@@ -193,7 +197,7 @@ class SyncEngine:
         key = self.prefix + path
         before = os.stat(abs_path)
         if before.st_size >= self.config.multipart_threshold:
-            md5, etag = self._upload_multipart(job, abs_path, key)
+            md5, etag = self._multipart.upload(job, abs_path, key)
         else:
             with open(abs_path, "rb") as f:
                 data = f.read()
@@ -209,44 +213,6 @@ class SyncEngine:
             manifest.record(path, ManifestEntry(after.st_size, after.st_mtime_ns, md5, etag))
         else:
             manifest.forget(path)  # changed while it was sent: the next sync looks at it again
-
-    def _upload_multipart(self, job: Job, abs_path: Path, key: str) -> tuple[str, str]:
-        chunk = max(5 * 1024 * 1024, self.config.multipart_chunksize)
-        before = os.stat(abs_path)
-        # The whole-file MD5 (stored as metadata) is one sequential pass; the part MD5s run
-        # beside it on the other threads, so the two passes cost about one on two cores.
-        whole = self._parts.submit(file_md5, abs_path)
-        offsets = range(0, max(before.st_size, 1), chunk)
-        part_digests = list(self._parts.map(lambda offset: range_md5(abs_path, offset, chunk), offsets))
-        md5 = whole.result()
-        after = os.stat(abs_path)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            raise StoreError("changed-during-sync", f"{key}: the file changed while it was read; the next sync sends it")
-        upload_id = self.store.create_multipart(key, md5)
-        try:
-
-            def send(number: int) -> str:
-                with open(abs_path, "rb") as f:
-                    f.seek((number - 1) * chunk)
-                    data = f.read(chunk)
-                # The server checks each part against the digest taken before: a file that
-                # changed since is rejected rather than stored as a mix of two versions.
-                etag = self.store.upload_part(key, upload_id, number, data, part_digests[number - 1])
-                job.add(bytes_done=len(data))
-                return etag
-
-            part_etags = list(self._parts.map(send, range(1, len(part_digests) + 1)))
-            etag = self.store.complete_multipart(key, upload_id, part_etags)
-        except BaseException:
-            try:
-                self.store.abort_multipart(key, upload_id)
-            except StoreError:
-                pass  # the store expires abandoned uploads; nothing partial is visible either way
-            raise
-        expected = multipart_etag(part_digests)
-        if "-" in etag and etag != expected:
-            raise StoreError("checksum-mismatch", f"{key}: multipart ETag {etag} differs from the expected {expected}")
-        return md5, etag
 
     def _delete(self, job: Job, path: str, manifest: Manifest) -> None:
         self.store.delete(self.prefix + path)

@@ -144,11 +144,14 @@ def test_selected_paths_only(seaweedfs, s3_bucket, tree):
     assert sorted(remote_objects(seaweedfs, s3_bucket)) == ["analysis.ipynb", "data/measurements.csv"]
 
 
-def test_50mb_multipart_upload_is_verified_and_restored(seaweedfs, s3_bucket, tmp_path):
+@pytest.mark.parametrize("single_pass", [True, False], ids=["single-pass", "hashed-first"])
+def test_50mb_multipart_upload_is_verified_and_restored(seaweedfs, s3_bucket, tmp_path, single_pass):
     root = tmp_path / "nb"
     data = os.urandom(50 * MiB)
     write(root, "big/dataset.bin", data)
-    config = make_config(seaweedfs, s3_bucket, multipart_threshold=16 * MiB, multipart_chunksize=8 * MiB)
+    config = make_config(
+        seaweedfs, s3_bucket, multipart_threshold=16 * MiB, multipart_chunksize=8 * MiB, multipart_single_pass=single_pass
+    )
     result = run(SyncEngine(config, root, USER))
     assert result["state"] == "done" and result["uploaded"] == 1 and result["bytes_done"] == len(data)
     head = seaweedfs.client().head_object(Bucket=s3_bucket, Key=f"users/{USER}/big/dataset.bin")
@@ -227,6 +230,74 @@ def test_interrupted_multipart_upload_leaves_nothing_visible(seaweedfs, s3_bucke
     assert failing.pending_multipart(f"users/{USER}/") == []  # aborted, not left to accumulate
     result = run(SyncEngine(config, root, USER))
     assert result["state"] == "done" and remote_bytes(seaweedfs, s3_bucket, "large.bin") == data
+
+
+class EditingStore(ObjectStore):
+    """The real store; the user edits the file (``edit(path)``) right after its first part is sent."""
+
+    def __init__(self, *args, path, edit, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path, self.edit, self.edited = path, edit, False
+
+    def upload_part(self, *args, **kwargs):
+        etag = super().upload_part(*args, **kwargs)
+        if not self.edited:
+            self.edited = True
+            self.edit(self.path)
+        return etag
+
+
+def _rewrite_same_size(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # even on a coarse clock
+
+
+def _truncate(path):
+    os.truncate(path, 6 * MiB)
+
+
+@pytest.mark.parametrize("edit", [_rewrite_same_size, _truncate], ids=["rewritten", "truncated"])
+def test_a_file_changed_during_a_single_pass_upload_is_not_stored(seaweedfs, s3_bucket, tmp_path, edit):
+    root = tmp_path / "nb"
+    path = write(root, "large.bin", os.urandom(12 * MiB))
+    config = make_config(seaweedfs, s3_bucket, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, concurrency=1)
+    store = EditingStore(s3_bucket, endpoint_url=seaweedfs.url, path=path, edit=edit)
+    result = run(SyncEngine(config, root, USER, store=store))
+    assert store.edited and result["uploaded"] == 0
+    assert [e["path"] for e in result["errors"]] == ["large.bin"] and "changed while it was read" in result["errors"][0]["message"]
+    assert remote_objects(seaweedfs, s3_bucket) == {}
+    assert store.pending_multipart(f"users/{USER}/") == []
+    result = run(SyncEngine(config, root, USER))  # the next sync sends the new content
+    assert result["uploaded"] == 1 and remote_bytes(seaweedfs, s3_bucket, "large.bin") == path.read_bytes()
+
+
+class RacedStore(ObjectStore):
+    """The real store; another writer replaces the object right after this upload completes."""
+
+    def __init__(self, *args, other_writer, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.other_writer = other_writer
+
+    def complete_multipart(self, key, *args, **kwargs):
+        etag = super().complete_multipart(key, *args, **kwargs)
+        self.other_writer(key)
+        return etag
+
+
+def test_an_object_replaced_before_its_md5_is_attached_keeps_the_other_writers_content(seaweedfs, s3_bucket, tmp_path):
+    root = tmp_path / "nb"
+    write(root, "large.bin", os.urandom(6 * MiB))
+    config = make_config(seaweedfs, s3_bucket, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    client = seaweedfs.client()
+    store = RacedStore(
+        s3_bucket, endpoint_url=seaweedfs.url, other_writer=lambda key: client.put_object(Bucket=s3_bucket, Key=key, Body=b"theirs")
+    )
+    result = run(SyncEngine(config, root, USER, store=store))
+    assert result["uploaded"] == 0 and "another writer replaced" in result["errors"][0]["message"]
+    head = client.head_object(Bucket=s3_bucket, Key=f"users/{USER}/large.bin")
+    assert "md5" not in head["Metadata"] and remote_bytes(seaweedfs, s3_bucket, "large.bin") == b"theirs"
 
 
 def test_restore_into_an_empty_directory_reproduces_the_tree(seaweedfs, s3_bucket, tree, tmp_path):

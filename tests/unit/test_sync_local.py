@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from voila_publisher.hashing import file_md5, multipart_etag, range_md5
+from voila_publisher.hashing import file_md5, multipart_etag, part_plan, range_md5, read_parts
 from voila_publisher.listing import PathOutsideRoot, is_excluded, list_local, normalize_relpath, resolve_selection
 from voila_publisher.manifest import Manifest, ManifestEntry, manifest_path
 from voila_publisher.sync_config import DEFAULT_EXCLUDES, BucketSync
@@ -135,3 +135,20 @@ def test_config_defaults_come_from_the_contract_environment(monkeypatch):
 def test_config_says_what_is_missing(monkeypatch):
     monkeypatch.delenv("HYBRID_SYNC_BUCKET", raising=False)
     assert "HYBRID_SYNC_BUCKET" in BucketSync().missing()
+
+
+def test_part_plan_covers_the_file_once():
+    assert part_plan(12, 5) == [(0, 5), (5, 5), (10, 2)]
+    assert part_plan(10, 5) == [(0, 5), (5, 5)]
+    assert part_plan(0, 5) == [(0, 0)]  # an empty file is one empty part
+
+
+def test_read_parts_reads_the_planned_bytes_and_refuses_a_shrunken_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789ab")
+    with open(path, "rb") as f:
+        assert list(read_parts(f, 12, 5)) == [b"01234", b"56789", b"ab"]
+    with open(path, "rb") as f:
+        assert list(read_parts(f, 10, 5)) == [b"01234", b"56789"]  # growth is the caller's stat check
+    with open(path, "rb") as f, pytest.raises(EOFError):
+        list(read_parts(f, 20, 5))
