@@ -67,7 +67,10 @@ class Tools:
 
     def ours(self, src: Path, user: str) -> float:
         return timed(
-            [self.bin / "jupyter-hybrid-sync", "--root", src, "--user", user, f"--BucketSync.manifest_dir={self.manifests}"],
+            # SeaweedFS rewrites only metadata on the MD5 copy, so this store gets the single-pass
+            # multipart setting docs/sync.md recommends for it (the default hashes first, for AWS).
+            [self.bin / "jupyter-hybrid-sync", "--root", src, "--user", user, f"--BucketSync.manifest_dir={self.manifests}",
+             "--BucketSync.multipart_single_pass=True"],
             self.env,
         )
 
@@ -84,7 +87,7 @@ class ButtonServer(ManagedProcess):
             json.dumps(
                 {
                     "ServerApp": {"jpserver_extensions": {"voila_publisher": True}},
-                    "BucketSync": {"manifest_dir": str(work / "manifests"), "sync_on_stop": False},
+                    "BucketSync": {"manifest_dir": str(work / "manifests"), "sync_on_stop": False, "multipart_single_pass": True},
                 }
             )
         )

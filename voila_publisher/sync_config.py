@@ -74,12 +74,14 @@ class BucketSync(Configurable):
     ).tag(config=True)
 
     multipart_single_pass = Bool(
-        True,
+        False,
         help="""Read and hash a large file once, while its parts are sent, then attach its MD5 to
-        the finished object with an in-place metadata copy (conditional on its ETag). Cheapest on
-        SeaweedFS/MinIO-like stores, where that copy rewrites only metadata. On AWS S3 the copy is a
-        server-side copy of the object: set False there to hash the file first instead (one more
-        local read, no copy). Files over 5 GiB are always hashed first (S3's copy limit).""",
+        the finished object with an in-place metadata copy (conditional on its ETag). Off by
+        default: the default hashes the file first, so the MD5 is set when the upload is created
+        and no object is ever visible without it, and AWS S3 needs no server-side copy. Turn it
+        on for SeaweedFS/MinIO-like stores, where that copy rewrites only metadata and a large
+        file is then read once instead of twice. Files over 5 GiB are always hashed first (S3's
+        copy limit).""",
     ).tag(config=True)
 
     excludes = List(

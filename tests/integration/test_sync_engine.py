@@ -262,7 +262,7 @@ def _truncate(path):
 def test_a_file_changed_during_a_single_pass_upload_is_not_stored(seaweedfs, s3_bucket, tmp_path, edit):
     root = tmp_path / "nb"
     path = write(root, "large.bin", os.urandom(12 * MiB))
-    config = make_config(seaweedfs, s3_bucket, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, concurrency=1)
+    config = make_config(seaweedfs, s3_bucket, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, concurrency=1, multipart_single_pass=True)
     store = EditingStore(s3_bucket, endpoint_url=seaweedfs.url, path=path, edit=edit)
     result = run(SyncEngine(config, root, USER, store=store))
     assert store.edited and result["uploaded"] == 0
@@ -289,7 +289,7 @@ class RacedStore(ObjectStore):
 def test_an_object_replaced_before_its_md5_is_attached_keeps_the_other_writers_content(seaweedfs, s3_bucket, tmp_path):
     root = tmp_path / "nb"
     write(root, "large.bin", os.urandom(6 * MiB))
-    config = make_config(seaweedfs, s3_bucket, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    config = make_config(seaweedfs, s3_bucket, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, multipart_single_pass=True)
     client = seaweedfs.client()
     store = RacedStore(
         s3_bucket, endpoint_url=seaweedfs.url, other_writer=lambda key: client.put_object(Bucket=s3_bucket, Key=key, Body=b"theirs")
