@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import ManagedProcess, child_env, free_port, venv_bin_dir
+from .processes import ManagedProcess, child_env, free_port, stop_together, venv_bin_dir
 
 log = logging.getLogger("hybrid-node-runner")
 
@@ -169,7 +169,13 @@ class NodeRunner:
         path.write_text(script)
         path.chmod(0o700)
         port = free_port()
-        proc = ManagedProcess(f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port))
+        # A directory of its own, like a fresh machine: the node's server must not serve the
+        # runner's working directory.
+        home = self.workdir / instance_id
+        home.mkdir(exist_ok=True)
+        proc = ManagedProcess(
+            f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port), cwd=home
+        )
         proc.start()
         log.info("booted %s (pid %d, port %d)", instance_id, proc.proc.pid, port)
         self.nodes[instance_id] = (proc, port)
@@ -196,8 +202,7 @@ class NodeRunner:
             self.stop_all()
 
     def stop_all(self) -> None:
-        for proc, _ in self.nodes.values():
-            proc.stop(timeout=5)
+        stop_together([proc for proc, _ in self.nodes.values()], timeout=5)
         self.nodes.clear()
 
 

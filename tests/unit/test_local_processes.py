@@ -32,3 +32,44 @@ def test_a_process_that_dies_reports_its_log(tmp_path):
     )
     with pytest.raises(ProcessFailed, match="boom: bad config"):
         dying.start()
+
+
+SLOW_TO_STOP = """
+import signal, sys, time
+def leave(*_):
+    time.sleep(0.5)  # a server flushing its state before it exits
+    sys.exit(0)
+signal.signal(signal.SIGTERM, leave)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_stop_together_lets_every_process_shut_down_within_one_deadline(tmp_path):
+    """Ten processes that each need 0.5 s to exit, one 3 s deadline: stopped one after another
+    the last ones would be killed (5 s in all); signalled together, all exit cleanly."""
+    from hybrid_spawner.local.processes import stop_together
+
+    procs = [
+        ManagedProcess(f"slow-{i}", [sys.executable, "-c", SLOW_TO_STOP], log_dir=tmp_path,
+                       ready=lambda i=i: "ready" in (tmp_path / f"slow-{i}.log").read_text())
+        for i in range(10)
+    ]
+    for p in procs:
+        p.start()
+    stop_together(procs, timeout=3)
+    assert [p.proc.returncode for p in procs] == [0] * 10
+
+
+def test_stop_together_kills_what_ignores_sigterm(tmp_path):
+    from hybrid_spawner.local.processes import stop_together
+
+    stubborn = ManagedProcess(
+        "stubborn",
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+        log_dir=tmp_path, ready=lambda: "ready" in (tmp_path / "stubborn.log").read_text(),
+    )
+    stubborn.start()
+    stop_together([stubborn], timeout=0.5)
+    assert stubborn.proc.returncode == -9 and not stubborn.running
