@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid_spawner.local.ec2sim import REGION, hub_config, make_network  # noqa: E402
-from hybrid_spawner.local.hub import LocalHub  # noqa: E402
-from hybrid_spawner.local.moto import MOTO_CREDENTIALS, MotoServer  # noqa: E402
-from hybrid_spawner.local.noderunner import NodeRunnerProcess  # noqa: E402
-from hybrid_spawner.local.processes import venv_bin_dir  # noqa: E402
+from simulators.ec2sim import REGION, hub_config, make_network  # noqa: E402
+from simulators.hub import LocalHub  # noqa: E402
+from simulators.moto import MOTO_CREDENTIALS, MotoServer  # noqa: E402
+from simulators.noderunner import NodeRunnerProcess  # noqa: E402
+from simulators.processes import venv_bin_dir  # noqa: E402
 
 STANDIN = Path(__file__).with_name("standin_server.py")
 POLLING_SWITCH = """

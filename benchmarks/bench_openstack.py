@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid_spawner.openstack_connection import ConnectionSettings, connect  # noqa: E402
-from hybrid_spawner.openstack_poller import OpenStackStatusCache  # noqa: E402
-from hybrid_spawner.openstack_request import hub_tag  # noqa: E402
-from hybrid_spawner.local.hub import LocalHub  # noqa: E402
-from tests.openstack_fake import FakeOpenStack  # noqa: E402
-from tests.openstack_fake.stack import openstack_stack, spawn_and_follow  # noqa: E402
+from hybrid_spawner.backends.openstack.connection import ConnectionSettings, connect  # noqa: E402
+from hybrid_spawner.backends.openstack.status import OpenStackStatusCache  # noqa: E402
+from hybrid_spawner.backends.openstack.plan import hub_tag  # noqa: E402
+from simulators.hub import LocalHub  # noqa: E402
+from simulators.openstack import FakeOpenStack  # noqa: E402
+from simulators.openstack.stack import openstack_stack, spawn_and_follow  # noqa: E402
 
 REFERENCE_HUB = """
 c.JupyterHub.spawner_class = "simple"
@@ -59,9 +59,9 @@ def bench_refresh(fake: FakeOpenStack, base: Path, servers: int, repeats: int) -
             networks=[{"uuid": ids["networks"]["research-private"]}], tags=[hub_tag("bench")],
             metadata={"hybrid-hub": "bench"}, user_data=base64.b64encode(b"#!/bin/sh\n").decode())
     cache = OpenStackStatusCache(1.0, lambda: connect(settings), "bench")
-    server_ids = list(cache.fetch_all())
+    server_ids = list(cache.fetch_all(frozenset()))
     assert len(server_ids) == servers
-    batched = median_time(cache.fetch_all, repeats)
+    batched = median_time(lambda: cache.fetch_all(frozenset()), repeats)
     per_server = median_time(lambda: [conn.compute.get_server(s) for s in server_ids], repeats)
     fake.reset()
     return [(f"status refresh, {servers} servers: one tagged listing", batched, batched / per_server),

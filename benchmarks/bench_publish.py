@@ -35,8 +35,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid_spawner.local.processes import ManagedProcess, child_env, free_port, venv_bin_dir  # noqa: E402
-from hybrid_spawner.local.voila_host import PublicHost  # noqa: E402
+from simulators.processes import ManagedProcess, child_env, free_port, venv_bin_dir  # noqa: E402
+from simulators.voila_host import PublicHost  # noqa: E402
 
 DEADLINE = 120.0
 

@@ -28,10 +28,10 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hybrid_spawner.local.hub import LocalHub  # noqa: E402
-from hybrid_spawner.local.processes import venv_bin_dir, wait_until  # noqa: E402
-from hybrid_spawner.local.slurm import LocalSlurm  # noqa: E402
-from tests.fixtures.slurm import SLURM_TEST_USER, SqueueShim, assert_venv_usable_by, ensure_unix_user  # noqa: E402
+from simulators.hub import LocalHub  # noqa: E402
+from simulators.processes import venv_bin_dir, wait_until  # noqa: E402
+from simulators.slurm import LocalSlurm  # noqa: E402
+from simulators.slurm_users import SLURM_TEST_USER, SqueueShim, assert_venv_usable_by, ensure_unix_user  # noqa: E402
 
 BIN = venv_bin_dir()
 COMMON = f"""
@@ -99,7 +99,7 @@ def submit_sleepers(cluster: LocalSlurm, user: str, count: int) -> list[str]:
 
 
 async def poll_ours(job_ids, user, shim, env, refreshes: int) -> float:
-    from hybrid_spawner.slurm import SlurmSpawner
+    from hybrid_spawner.backends.slurm.spawner import SlurmSpawner
 
     spawners = []
     for job in job_ids:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid_spawner.local.processes import ManagedProcess, child_env, free_port, http_ok, venv_bin_dir  # noqa: E402
-from hybrid_spawner.local.seaweedfs import SeaweedS3  # noqa: E402
+from simulators.processes import ManagedProcess, child_env, free_port, http_ok, venv_bin_dir  # noqa: E402
+from simulators.seaweedfs import SeaweedS3  # noqa: E402
 
 BUCKET = "bench-sync"
 TARGETS = {

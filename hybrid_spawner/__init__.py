@@ -1,5 +1,5 @@
 """JupyterHub spawners for a research group's hybrid compute: EC2, OpenStack and Slurm."""
 
-from ._version import __version__
+from hybrid_spawner._version import __version__
 
 __all__ = ["__version__"]

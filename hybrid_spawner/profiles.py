@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKENDS = ("ec2", "openstack", "slurm")
+from hybrid_spawner.backends import BACKENDS
+
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62})$")
 OPTION_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Keys JupyterHub itself may put into user_options; never treated as a forged option.
@@ -163,13 +164,18 @@ class Resolution:
 
 
 # -- loading the admin's configuration ---------------------------------------------------------
-def parse_profiles(raw: Any) -> list[Profile]:
-    """Validate the admin's profile list and return it as Profile objects."""
+def parse_profiles(raw: Any, backends: Iterable[str] = tuple(BACKENDS)) -> list[Profile]:
+    """Validate the admin's profile list and return it as Profile objects.
+
+    ``backends`` are the backend names this hub has (``HybridSpawner.backend_classes``; by
+    default the registry's), so a backend an admin adds there is accepted here too.
+    """
+    backends = tuple(backends)
     if not isinstance(raw, (list, tuple)):
         raise ProfileConfigError(f"profiles must be a list of dicts, got {type(raw).__name__}")
     if not raw:
         raise ProfileConfigError("profiles is empty: declare at least one profile")
-    profiles = [_parse_profile(i, p) for i, p in enumerate(raw)]
+    profiles = [_parse_profile(i, p, backends) for i, p in enumerate(raw)]
     seen: set[str] = set()
     for p in profiles:
         if p.slug in seen:
@@ -181,7 +187,7 @@ def parse_profiles(raw: Any) -> list[Profile]:
     return profiles
 
 
-def _parse_profile(index: int, raw: Any) -> Profile:
+def _parse_profile(index: int, raw: Any, backends: tuple[str, ...]) -> Profile:
     where = f"profile #{index}"
     if not isinstance(raw, Mapping):
         raise ProfileConfigError(f"{where} must be a dict, got {type(raw).__name__}")
@@ -193,8 +199,8 @@ def _parse_profile(index: int, raw: Any) -> Profile:
     if unknown:
         raise ProfileConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed are {sorted(PROFILE_KEYS)}")
     backend = raw.get("backend")
-    if backend not in BACKENDS:
-        raise ProfileConfigError(f"{where}: backend {backend!r} must be one of {list(BACKENDS)}")
+    if backend not in backends:
+        raise ProfileConfigError(f"{where}: backend {backend!r} must be one of {list(backends)}")
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, Mapping) or not all(isinstance(k, str) for k in overrides):
         raise ProfileConfigError(f"{where}: overrides must be a dict of trait name -> value")

@@ -27,9 +27,15 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Float, Integer, Unicode
 
-from . import bootstrap
-from ._version import __version__
-from .poller import NodeObservation, NodeState, StatusCache
+from hybrid_spawner.bootstrap import credentials
+from hybrid_spawner.bootstrap import script as boot_script
+from hybrid_spawner.bootstrap.handlers import register_hub_handlers
+from hybrid_spawner._version import __version__
+from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
+
+# Every hybrid spawner imports this module: the hub gets the node endpoints as soon as its
+# configuration names one (see hybrid_spawner.bootstrap.handlers).
+register_hub_handlers()
 
 
 class SpawnFailed(web.HTTPError):
@@ -63,7 +69,7 @@ class RemoteSpawner(Spawner):
         any case). 0 means the same as start_timeout.""",
     )
     bootstrap_template = Unicode(
-        bootstrap.DEFAULT_TEMPLATE,
+        boot_script.DEFAULT_TEMPLATE,
         config=True,
         help="""Jinja2 template of the node's boot script: a file name in
         hybrid_spawner/templates or an absolute path to your own. It receives bootstrap_url,
@@ -203,7 +209,7 @@ class RemoteSpawner(Spawner):
         return await self._start_task
 
     def _bootstrap_payload(self) -> dict:
-        return bootstrap.spawner_payload(self)
+        return boot_script.spawner_payload(self)
 
     async def _start_node(self):
         deadline = time.monotonic() + self._internal_timeout()
@@ -212,9 +218,9 @@ class RemoteSpawner(Spawner):
             self.emit(5, "Checking the server options")
             await self.check_options()
             ttl = self.bootstrap_ttl or self.start_timeout
-            entry, credential = bootstrap.registry.issue(self._log_name, self._bootstrap_payload, ttl)
-            script = bootstrap.render_bootstrap_script(
-                bootstrap.hub_api_url(self),
+            entry, credential = credentials.registry.issue(self._log_name, self._bootstrap_payload, ttl)
+            script = boot_script.render_bootstrap_script(
+                boot_script.hub_api_url(self),
                 credential,
                 template=self.bootstrap_template,
                 python=self.node_python,

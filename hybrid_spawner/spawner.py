@@ -19,10 +19,10 @@ from jupyterhub.utils import maybe_future
 from tornado import web
 from traitlets import Any as AnyTrait
 from traitlets import Callable, Dict, Float, List, TraitError, Unicode, Union, default
-from traitlets.utils.importstring import import_item
 
-from ._version import __version__
-from .profiles import (
+from hybrid_spawner._version import __version__
+from hybrid_spawner.backends import BACKENDS, spawner_class
+from hybrid_spawner.profiles import (
     Profile,
     ProfileConfigError,
     ProfileRequestError,
@@ -85,17 +85,15 @@ class HybridSpawner(Spawner):
         "req_partition", "choices": ["debug", "batch"]}}), allowed_groups / allowed_users
         (JupyterHub group and user names; omitted = everyone) and cost_per_hour (shown in the
         form). Requests are checked against these in start(), also when they come through the
-        REST API. See docs/slurm.md for examples.""",
+        REST API. See docs/profiles.md for examples.""",
     )
     backend_classes = Dict(
-        {
-            "ec2": "hybrid_spawner.ec2.EC2Spawner",
-            "openstack": "hybrid_spawner.openstack.OpenStackSpawner",
-            "slurm": "hybrid_spawner.slurm.SlurmSpawner",
-        },
+        dict(BACKENDS),
         config=True,
-        help="""Spawner class per backend name, as import strings. Configure each class as
-        usual (c.EC2Spawner..., c.SlurmSpawner...); a profile's overrides come on top.""",
+        help="""Spawner class per backend name, as import strings (default: the registry in
+        hybrid_spawner/backends/__init__.py). A profile's "backend" must be one of these names.
+        Configure each class as usual (c.EC2Spawner..., c.SlurmSpawner...); a profile's
+        overrides come on top. Add your own backend here, or remove one the hub must not use.""",
     )
     form_template = Unicode(
         "",
@@ -145,7 +143,7 @@ class HybridSpawner(Spawner):
         if callable(raw):
             raw = await maybe_future(raw(self))
         try:
-            return parse_profiles(raw)
+            return parse_profiles(raw, self.backend_classes)
         except ProfileConfigError as e:
             self.log.error("HybridSpawner.profiles is invalid: %s", e)
             raise SpawnException(
@@ -169,7 +167,7 @@ class HybridSpawner(Spawner):
             raise SpawnException(
                 f"Backend {backend!r} is not enabled on this hub.", reason="profiles-config", status_code=500
             )
-        cls = import_item(self.backend_classes[backend])
+        cls = spawner_class(backend, self.backend_classes)
         kwargs = {name: getattr(self, name) for name in INHERITED_ATTRIBUTES if self.has_trait(name) and hasattr(self, name)}
         kwargs["config"] = self.config
         kwargs["user_options"] = dict(self.user_options or {})

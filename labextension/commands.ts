@@ -19,6 +19,7 @@ import {
   runJobWithNotification
 } from './notifications';
 import { IHybridSettings } from './settings';
+import { IDashboard } from './types';
 
 export namespace CommandIDs {
   export const sync = 'hybrid:sync';
@@ -205,7 +206,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
       }
       const settings = ctx.settings();
       if (settings.confirmBeforePublish) {
-        const existing = model.dashboardFor(path);
+        const existing = await model.dashboardFor(path);
         const result = await showDialog({
           title: 'Publish to Voila',
           body:
@@ -234,13 +235,13 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
   });
 
   /** The dashboard of the target notebook, or a warning saying it has none. */
-  const dashboardOrWarn = (args: Args) => {
+  const dashboardOrWarn = async (args: Args): Promise<IDashboard | undefined> => {
     const path = notebookTarget(args);
     if (!path) {
       Notification.warning('Open or select a published notebook first.', { autoClose: 5000 });
       return undefined;
     }
-    const dashboard = model.dashboardFor(path);
+    const dashboard = await model.dashboardFor(path);
     if (!dashboard) {
       Notification.warning(`“${baseName(path)}” is not published yet.`, {
         autoClose: 6000,
@@ -261,8 +262,8 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
       tooltip(model.publishing, 'publishing to Voila', 'Open the public dashboard of this notebook'),
     icon: args => (args.source ? launchIcon : undefined),
     isEnabled: args => model.publishing.state === 'ready' && notebookTarget(args) !== null,
-    execute: args => {
-      const dashboard = dashboardOrWarn(args);
+    execute: async args => {
+      const dashboard = await dashboardOrWarn(args);
       if (dashboard) {
         openInNewTab(dashboard.url);
       }
@@ -280,7 +281,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
     icon: args => (args.source ? deleteIcon : undefined),
     isEnabled: args => model.publishing.state === 'ready' && notebookTarget(args) !== null,
     execute: async args => {
-      const dashboard = dashboardOrWarn(args);
+      const dashboard = await dashboardOrWarn(args);
       if (!dashboard) {
         return;
       }

@@ -23,16 +23,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms));
 }
 
-/** The short name a dashboard gets from a notebook path when the server does not say. */
-export function slugFromPath(path: string): string {
-  const name = path.split('/').pop() ?? path;
-  return name
-    .replace(/\.ipynb$/i, '')
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '');
-}
-
 function unavailableReason(
   feature: string,
   missing: string | null
@@ -200,14 +190,20 @@ export class HybridModel {
     return job;
   }
 
-  /** The dashboard published from the notebook at `path`, if any. */
-  dashboardFor(path: string): IDashboard | undefined {
+  /**
+   * The dashboard published from the notebook at `path`, if any: by the path the server
+   * recorded, else by the name the server gives that notebook (the Lab never computes one).
+   */
+  async dashboardFor(path: string): Promise<IDashboard | undefined> {
     const known = this._publishedFrom.get(path);
-    return (
+    const found =
       this._dashboards.find(d => d.path === path) ??
-      this._dashboards.find(d => known !== undefined && d.slug === known) ??
-      this._dashboards.find(d => d.path === undefined && d.slug === slugFromPath(path))
-    );
+      this._dashboards.find(d => known !== undefined && d.slug === known);
+    if (found || !this._dashboards.some(d => d.path === undefined)) {
+      return found;
+    }
+    const slug = await this.client.slugFor(path);
+    return this._dashboards.find(d => d.path === undefined && d.slug === slug);
   }
 
   async publish(path: string, stripHidden: boolean): Promise<IDashboard> {

@@ -146,6 +146,16 @@ export class HybridClient {
     return requestAPI<IDashboard>('publish', post(request), this.settings);
   }
 
+  /** The dashboard name the server gives the notebook at `path` (never computed here). */
+  async slugFor(path: string): Promise<string> {
+    const answer = await requestAPI<{ slug: string }>(
+      `publish/_slug?path=${encodeURIComponent(path)}`,
+      {},
+      this.settings
+    );
+    return answer.slug;
+  }
+
   async unpublish(slug: string): Promise<void> {
     await requestAPI<void>(
       `publish/${encodeURIComponent(slug)}`,

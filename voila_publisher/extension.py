@@ -11,8 +11,8 @@ import importlib
 # Each module exposes ``setup_handlers(server_app) -> None``. Listed by name so that a
 # feature can be added without touching the others.
 FEATURE_MODULES = (
-    "voila_publisher.sync_handlers",
-    "voila_publisher.publish_handlers",
+    "voila_publisher.sync.handlers",
+    "voila_publisher.publish.handlers",
 )
 
 

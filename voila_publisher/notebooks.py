@@ -6,6 +6,7 @@ the same rules (the host never trusts the client to have applied them).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -20,6 +21,7 @@ from nbformat.v4.rwbase import rejoin_lines
 # no separators, no dot-only names, nothing that starts with "." or "_" (reserved for the
 # host's own files and the "_voila" route).
 OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+SLUG_MAX = 80
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 # Where a notebook lists the small data files it reads (paths relative to the notebook).
 DATA_FILES_METADATA = ("voila_publisher", "data_files")
@@ -48,14 +50,28 @@ def check_slug(slug: str) -> str:
 
 
 def slug_from_path(path: str) -> str:
-    """A URL-safe dashboard name from a notebook's file name: ``Sales Q3 (final).ipynb`` -> ``sales-q3-final``."""
+    """The dashboard name of a notebook, from its file name; the only place it is computed
+    (the Lab asks the server, see ``GET /hybrid/publish/_slug``).
+
+    ``Sales Q3 (final).ipynb`` -> ``sales-q3-final``; accents fold to their letter
+    (``Übersicht`` -> ``ubersicht``). When folding drops letters that have no ASCII form (CJK,
+    Cyrillic, emoji) or the name is cut at 80 characters, a short hash of the whole name is
+    appended, so that two such names never share a dashboard: ``数据 2024`` -> ``2024-…``,
+    ``数据`` -> ``n-…``. A name with nothing but punctuation is refused.
+    """
     stem = posixpath.basename(path.replace("\\", "/"))
     if stem.lower().endswith(".ipynb"):
         stem = stem[: -len(".ipynb")]
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_stem.lower()).strip("-")[:80].strip("-")
-    if not slug:
+    stem = unicodedata.normalize("NFC", stem)
+    folded = unicodedata.normalize("NFKD", stem)
+    ascii_stem = folded.encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_stem.lower()).strip("-")
+    lost_letters = any(unicodedata.category(ch)[0] in "LN" and ord(ch) > 127 and not unicodedata.combining(ch) for ch in folded)
+    if not slug and not lost_letters:
         raise InvalidName(f"cannot make a dashboard name from {path!r}: the file name has no letters or digits")
+    if lost_letters or len(slug) > SLUG_MAX:
+        digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
+        slug = f"{slug[: SLUG_MAX - 9].strip('-') or 'n'}-{digest}"
     return slug
 
 

@@ -10,7 +10,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .stack import DemoStack, say
+from simulators.demo_stack import DemoStack, say
 
 INSTRUCTIONS = """
 The hybrid research cloud demo is running on this machine.

@@ -17,9 +17,9 @@ import boto3
 import pytest
 from playwright.sync_api import expect
 
-from hybrid_spawner.local.processes import ManagedProcess, child_env, port_open
-from hybrid_spawner.local.seaweedfs import ADMIN_CREDENTIALS, REGION
-from jupyter_config.demo.stack import slurm_available
+from simulators.processes import ManagedProcess, child_env, port_open
+from simulators.seaweedfs import ADMIN_CREDENTIALS, REGION
+from simulators.demo_stack import slurm_available
 from tests.browser.lab_page import LabPage
 
 pytestmark = pytest.mark.browser

@@ -11,7 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from hybrid_spawner.local.processes import free_port
+from simulators.processes import free_port
 from tests.browser.lab_page import LabPage
 from tests.fixtures.browser import CLOUD_ARGS, cloud_env, write_notebook
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_ec2_spawn import login, spawn_and_watch, spawn_form_action
+from tests.integration.test_ec2_spawn import login, spawn_and_watch, spawn_form_action
 
 pytestmark = pytest.mark.integration
 

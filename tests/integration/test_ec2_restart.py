@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from hybrid_spawner.local.processes import wait_until
+from simulators.processes import wait_until
 
-from .test_ec2_spawn import only_instance, spawn_and_watch
+from tests.integration.test_ec2_spawn import only_instance, spawn_and_watch
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_spawner.local.processes import wait_until
+from simulators.processes import wait_until
 import requests
 
 pytestmark = pytest.mark.integration

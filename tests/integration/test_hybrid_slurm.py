@@ -14,11 +14,11 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from hybrid_spawner.ec2_requests import TAG_HUB, TAG_OWNER
-from hybrid_spawner.local.moto import MOTO_CREDENTIALS
-from hybrid_spawner.local.noderunner import NodeRunnerProcess
+from hybrid_spawner.backends.ec2.plan import TAG_HUB, TAG_OWNER
+from simulators.moto import MOTO_CREDENTIALS
+from simulators.noderunner import NodeRunnerProcess
 from tests.fixtures.ec2 import REGION, aws, ec2_hub_config, make_network
-from hybrid_spawner.local.processes import wait_until
+from simulators.processes import wait_until
 from tests.fixtures.slurm import user_jobs
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from hybrid_spawner import openstack as openstack_module
-from hybrid_spawner import openstack_connection as connection
-from hybrid_spawner.openstack import OpenStackSpawner
-from hybrid_spawner.openstack_poller import OpenStackStatusCache
-from hybrid_spawner.poller import NodeState
+from hybrid_spawner.backends.openstack import spawner as openstack_module
+from hybrid_spawner.backends.openstack import connection
+from hybrid_spawner.backends.openstack.spawner import OpenStackSpawner
+from hybrid_spawner.backends.openstack.status import OpenStackStatusCache
+from hybrid_spawner.status import NodeState
 from hybrid_spawner.remote import SpawnFailed
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -110,7 +110,7 @@ async def test_status_cache_sees_only_this_hubs_servers(openstack_cloud):
     await ours.wait_for_address(our_id)
     cache = ours.status_cache()
     assert isinstance(cache, OpenStackStatusCache) and cache is make_spawner(openstack_cloud, user="x").status_cache()
-    found = cache.fetch_all()
+    found = cache.fetch_all(frozenset())
     assert set(found) == {our_id}
     assert found[our_id].state is NodeState.RUNNING and found[our_id].address.startswith("127.42.0.")
     for spawner, node_id in ((ours, our_id), (theirs, their_id)):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_spawner.local.processes import wait_until
+from simulators.processes import wait_until
 
-from tests.openstack_fake.stack import request_spawn, spawn_and_follow
+from simulators.openstack.stack import request_spawn, spawn_and_follow
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 import websocket
 
-from hybrid_spawner.local.nginx import NginxProcess
+from simulators.nginx import NginxProcess
 from tests.fixtures.publish import PLANTED_ENV, make_notebook
 
 pytestmark = pytest.mark.integration

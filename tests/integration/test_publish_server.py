@@ -10,7 +10,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from tests.fixtures.publish import make_notebook
-from voila_publisher.publish_handlers import SETTINGS_KEY
+from voila_publisher.publish.handlers import SETTINGS_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +153,7 @@ async def test_a_token_the_host_refuses_is_an_admin_problem_not_a_login(jp_fetch
 
 
 async def test_unreachable_host_is_reported(jp_fetch, jp_serverapp, write_notebook):
-    from hybrid_spawner.local.processes import free_port
+    from simulators.processes import free_port
 
     jp_serverapp.web_app.settings[SETTINGS_KEY].publisher_url = f"http://127.0.0.1:{free_port()}/api/"
     path = write_notebook("unreachable.ipynb", make_notebook(("code", "1")))

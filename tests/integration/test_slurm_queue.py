@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from hybrid_spawner.poller import NodeState
-from hybrid_spawner.slurm_queue import SlurmStatusCache
-from hybrid_spawner.local.processes import wait_until
+from hybrid_spawner.status import NodeState
+from hybrid_spawner.backends.slurm.status import SlurmStatusCache
+from simulators.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

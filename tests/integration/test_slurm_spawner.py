@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_spawner.local.processes import venv_bin_dir
-from hybrid_spawner.local.processes import wait_until
+from simulators.processes import venv_bin_dir
+from simulators.processes import wait_until
 from tests.fixtures.slurm import server_token, user_jobs
 
 pytestmark = pytest.mark.integration

@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from hybrid_spawner.local.processes import child_env, free_port, venv_bin_dir
-from hybrid_spawner.local.seaweedfs import READER_CREDENTIALS
-from voila_publisher import sync_engine as engine_module
-from voila_publisher.hashing import multipart_etag
-from voila_publisher.objectstore import ObjectStore, StoreError
-from voila_publisher.sync_config import BucketSync
-from voila_publisher.sync_engine import SyncEngine
-from voila_publisher.sync_job import Job
+from simulators.processes import child_env, free_port, venv_bin_dir
+from simulators.seaweedfs import READER_CREDENTIALS
+from voila_publisher.sync import engine as engine_module
+from voila_publisher.sync.hashing import multipart_etag
+from voila_publisher.sync.s3.client import S3Store
+from voila_publisher.sync.store import StoreError
+from voila_publisher.sync.config import BucketSync
+from voila_publisher.sync.engine import SyncEngine
+from voila_publisher.sync.job import Job
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
@@ -165,7 +166,7 @@ def test_50mb_multipart_upload_is_verified_and_restored(seaweedfs, s3_bucket, tm
     assert run(SyncEngine(config, root, USER))["uploaded"] == 0
 
 
-class FailingStore(ObjectStore):
+class FailingStore(S3Store):
     """The real store, made to fail like a lost connection after ``fail_after`` requests."""
 
     def __init__(self, *args, fail_after: int, operation: str, **kwargs):
@@ -190,7 +191,7 @@ class FailingStore(ObjectStore):
         return super().upload_part(*args, **kwargs)
 
 
-class CountingStore(ObjectStore):
+class CountingStore(S3Store):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.put_keys: list[str] = []
@@ -232,7 +233,7 @@ def test_interrupted_multipart_upload_leaves_nothing_visible(seaweedfs, s3_bucke
     assert result["state"] == "done" and remote_bytes(seaweedfs, s3_bucket, "large.bin") == data
 
 
-class EditingStore(ObjectStore):
+class EditingStore(S3Store):
     """The real store; the user edits the file (``edit(path)``) right after its first part is sent."""
 
     def __init__(self, *args, path, edit, **kwargs):
@@ -273,7 +274,7 @@ def test_a_file_changed_during_a_single_pass_upload_is_not_stored(seaweedfs, s3_
     assert result["uploaded"] == 1 and remote_bytes(seaweedfs, s3_bucket, "large.bin") == path.read_bytes()
 
 
-class RacedStore(ObjectStore):
+class RacedStore(S3Store):
     """The real store; another writer replaces the object right after this upload completes."""
 
     def __init__(self, *args, other_writer, **kwargs):
@@ -333,7 +334,7 @@ def test_restore_keeps_a_file_the_user_saved_while_it_downloaded(seaweedfs, s3_b
     write(source, "draft.ipynb", b"bucket version")
     run(SyncEngine(config, source, USER))
 
-    class UserSavesDuringDownload(ObjectStore):
+    class UserSavesDuringDownload(S3Store):
         def get(self, key):
             response = super().get(key)
             write(node, "draft.ipynb", b"saved by the user meanwhile")

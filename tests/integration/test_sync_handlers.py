@@ -10,7 +10,7 @@ import pytest
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import HTTPClientError
 
-from hybrid_spawner.local.processes import free_port
+from simulators.processes import free_port
 
 pytestmark = pytest.mark.integration
 USER = "ana"

@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from hybrid_spawner import bootstrap
-from hybrid_spawner.bootstrap import BootstrapRegistry, CredentialRejected, render_bootstrap_script
+from hybrid_spawner.bootstrap import handlers
+from hybrid_spawner.bootstrap.credentials import BootstrapRegistry, CredentialRejected
+from hybrid_spawner.bootstrap.script import render_bootstrap_script
 
 PAYLOAD = {"environment": {"JUPYTERHUB_API_TOKEN": "api-token-secret"}, "command": ["jupyterhub-singleuser"], "port": 0}
 
@@ -112,11 +113,12 @@ def test_script_runs_as_node_user_when_asked():
 
 
 def test_handlers_are_registered_once_on_import():
-    from jupyterhub import handlers
+    import hybrid_spawner.remote  # noqa: F401  (registers the endpoints when imported)
+    from jupyterhub import handlers as hub_handlers
 
-    bootstrap.register_hub_handlers()
-    paths = [h[0] for h in handlers.default_handlers]
-    assert paths.count(bootstrap.BOOTSTRAP_PATH) == 1 and paths.count(bootstrap.PORT_PATH) == 1
+    handlers.register_hub_handlers()
+    paths = [h[0] for h in hub_handlers.default_handlers]
+    assert paths.count(handlers.BOOTSTRAP_PATH) == 1 and paths.count(handlers.PORT_PATH) == 1
 
 
 def test_scheduler_directives_come_before_any_command(tmp_path):

@@ -3,7 +3,7 @@
 import botocore.exceptions
 import pytest
 
-from hybrid_spawner.ec2 import EC2Spawner
+from hybrid_spawner.backends.ec2.spawner import EC2Spawner
 
 
 @pytest.fixture

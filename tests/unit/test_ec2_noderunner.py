@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from hybrid_spawner.local.noderunner import EC2InstanceSource, InstanceSource, NodeRunner, SourceInstance, load_source
+from simulators.noderunner import EC2InstanceSource, InstanceSource, NodeRunner, SourceInstance, load_source
 
 
 class MemorySource(InstanceSource):
@@ -88,4 +88,4 @@ def test_a_vanished_instance_ends_its_node_and_the_node_env_has_no_cloud_secrets
 
 def test_sources_are_found_by_name_or_import_path():
     assert load_source("ec2") is EC2InstanceSource
-    assert load_source("hybrid_spawner.local.noderunner:InstanceSource") is InstanceSource
+    assert load_source("simulators.noderunner:InstanceSource") is InstanceSource

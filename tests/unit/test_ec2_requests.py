@@ -1,6 +1,6 @@
 """Pure EC2 request planning: validation, tags, fallback order, RunInstances, messages."""
 
-from hybrid_spawner import ec2_requests as plan
+from hybrid_spawner.backends.ec2 import plan
 
 
 def test_good_settings_have_no_problems():

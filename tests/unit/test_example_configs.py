@@ -4,8 +4,8 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from voila_publisher.publish import DashboardPublisher
-from voila_publisher.sync_config import BucketSync
+from voila_publisher.publish.client import DashboardPublisher
+from voila_publisher.sync.config import BucketSync
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "jupyter_config" / "jupyter_server_config.py"
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from hybrid_spawner.local.processes import ManagedProcess, ProcessFailed, free_port, port_open, tcp_open
+from simulators.processes import ManagedProcess, ProcessFailed, free_port, port_open, tcp_open
 
 
 def test_free_port_is_unused():
@@ -49,7 +49,7 @@ while True:
 def test_stop_together_lets_every_process_shut_down_within_one_deadline(tmp_path):
     """Ten processes that each need 0.5 s to exit, one 3 s deadline: stopped one after another
     the last ones would be killed (5 s in all); signalled together, all exit cleanly."""
-    from hybrid_spawner.local.processes import stop_together
+    from simulators.processes import stop_together
 
     procs = [
         ManagedProcess(f"slow-{i}", [sys.executable, "-c", SLOW_TO_STOP], log_dir=tmp_path,
@@ -63,7 +63,7 @@ def test_stop_together_lets_every_process_shut_down_within_one_deadline(tmp_path
 
 
 def test_stop_together_kills_what_ignores_sigterm(tmp_path):
-    from hybrid_spawner.local.processes import stop_together
+    from simulators.processes import stop_together
 
     stubborn = ManagedProcess(
         "stubborn",

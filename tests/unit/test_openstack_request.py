@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from hybrid_spawner import openstack_request as req
+from hybrid_spawner.backends.openstack import plan as req
 
 IDS = req.ResolvedIds(image_id="img-1", flavor_id="fl-1", network_ids=("net-1", "net-2"))
 

@@ -9,10 +9,11 @@ import pytest
 from keystoneauth1 import exceptions as ks
 from openstack import exceptions as osx
 
-from hybrid_spawner.local.noderunner_openstack import decode_user_data, first_fixed_ipv4, with_bind_address
-from hybrid_spawner.openstack_connection import ConnectionSettings, describe_sdk_error, is_transient
-from hybrid_spawner.openstack_poller import observe_server
-from hybrid_spawner.poller import NodeState
+from hybrid_spawner.backends.openstack.plan import private_ip
+from simulators.noderunner_openstack import decode_user_data, with_bind_address
+from hybrid_spawner.backends.openstack.connection import ConnectionSettings, describe_sdk_error, is_transient
+from hybrid_spawner.backends.openstack.status import observe_server
+from hybrid_spawner.status import NodeState
 
 PRIVATE = {"research-private": [{"version": 4, "addr": "10.1.0.7", "OS-EXT-IPS:type": "fixed"}]}
 
@@ -83,8 +84,8 @@ def test_unexpected_errors_are_not_described():
 
 
 def test_node_runner_helpers():
-    assert first_fixed_ipv4(PRIVATE) == "10.1.0.7"
-    assert first_fixed_ipv4({"n": [{"version": 6, "addr": "fd00::1"}]}) is None
+    assert private_ip(PRIVATE) == "10.1.0.7"
+    assert private_ip({"n": [{"version": 6, "addr": "fd00::1"}]}) is None
     assert decode_user_data(base64.b64encode(b"#!/bin/sh\n").decode()) == "#!/bin/sh\n"
     assert decode_user_data("not base64!") is None and decode_user_data(None) is None
 
@@ -101,7 +102,7 @@ def test_example_hub_config_uses_only_real_options():
 
     from traitlets.config.loader import PyFileConfigLoader
 
-    from hybrid_spawner.openstack import OpenStackSpawner
+    from hybrid_spawner.backends.openstack.spawner import OpenStackSpawner
 
     path = Path(__file__).resolve().parents[2] / "jupyter_config" / "jupyterhub_config_openstack.py"
     config = PyFileConfigLoader(path.name, str(path.parent)).load_config()
@@ -114,7 +115,7 @@ def test_example_hub_config_uses_only_real_options():
 def test_short_name_hybrid_openstack_loads_the_spawner():
     from importlib.metadata import entry_points
 
-    from hybrid_spawner.openstack import OpenStackSpawner
+    from hybrid_spawner.backends.openstack.spawner import OpenStackSpawner
 
     [entry] = [e for e in entry_points(group="jupyterhub.spawners") if e.name == "hybrid-openstack"]
     assert entry.load() is OpenStackSpawner

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hybrid_spawner.poller import EC2StatusCache, NodeObservation, NodeState, StatusCache
+from hybrid_spawner.backends.ec2.status import EC2StatusCache
+from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
 
 
 class ListingCache(StatusCache):
@@ -13,7 +14,7 @@ class ListingCache(StatusCache):
         self.listing: dict | Exception = {}
         self.calls = 0
 
-    def fetch_all(self):
+    def fetch_all(self, node_ids):
         self.calls += 1
         if isinstance(self.listing, Exception):
             raise self.listing
@@ -95,7 +96,7 @@ def test_ec2_cache_pages_through_one_filtered_listing():
                                          inst("i-3", "pending")]}]},
     ])
     cache = EC2StatusCache(lambda: client, "hub-7", 30)
-    found = cache.fetch_all()
+    found = cache.fetch_all(frozenset())
     assert cache.api_calls == 2
     assert client.calls[0]["Filters"] == [{"Name": "tag:jupyterhub/hub-id", "Values": ["hub-7"]}]
     assert client.calls[0]["MaxResults"] == 1000 and client.calls[1]["NextToken"] == "n"

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hybrid_spawner.slurm import SlurmSpawner
+from hybrid_spawner.backends.slurm.spawner import SlurmSpawner
 from hybrid_spawner.spawner import HybridSpawner, SpawnException
 
 PROFILES = [

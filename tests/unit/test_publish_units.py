@@ -10,13 +10,13 @@ import threading
 
 import pytest
 
-from hybrid_spawner.local import nginx
+from simulators import nginx
 from tests.fixtures.publish import make_notebook
 from voila_publisher import notebooks
-from voila_publisher.host_handlers import dashboard_json
-from voila_publisher.voila_command import kernel_environment, voila_argv
-from voila_publisher.publish import DashboardPublisher, PublishError
-from voila_publisher.store import DashboardStore
+from voila_publisher.host.handlers import dashboard_json
+from voila_publisher.host.voila_command import kernel_environment, voila_argv
+from voila_publisher.publish.client import DashboardPublisher, PublishError
+from voila_publisher.host.store import DashboardStore
 from voila_publisher.tokens import InvalidToken, derive_publish_token, spawner_token, token_owner
 
 SECRET = "s" * 32
@@ -51,10 +51,26 @@ def test_short_secrets_are_refused():
 
 
 # -- notebook rules -------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "path, slug",
-    [("Sales Q3 (final).ipynb", "sales-q3-final"), ("dir/Ünïcode_Name.ipynb", "unicode-name"), ("a.b.c.ipynb", "a-b-c")],
-)
+# The one table of dashboard names: the Lab never computes a slug, it asks the server.
+SLUG_TABLE = [
+    ("Sales Q3 (final).ipynb", "sales-q3-final"),
+    ("dir/Ünïcode_Name.ipynb", "unicode-name"),
+    ("Übersicht.ipynb", "ubersicht"),  # the Lab once made this "bersicht"
+    ("café.ipynb", "cafe"),
+    ("a.b.c.ipynb", "a-b-c"),
+    ("my notebook.v2.ipynb", "my-notebook-v2"),
+    ("  spaced   out  .ipynb", "spaced-out"),
+    ("数据.ipynb", "n-5440f742"),  # CJK has no ASCII form: a hash of the name keeps it unique
+    ("数据 2024.ipynb", "2024-955207ea"),
+    ("图表 2024.ipynb", "2024-e7f69556"),  # ... and apart from another CJK name with the same digits
+    ("Анализ.ipynb", "n-d7327abd"),
+    ("🌧 rain.ipynb", "rain"),
+    ("x" * 100 + ".ipynb", "x" * 71 + "-09ecb6eb"),  # cut at 80 characters, with a hash ...
+    ("x" * 100 + "y.ipynb", "x" * 71 + "-a8724c85"),  # ... so that names alike up to the cut differ
+]
+
+
+@pytest.mark.parametrize("path, slug", SLUG_TABLE)
 def test_slug_from_path(path, slug):
     assert notebooks.slug_from_path(path) == slug
     assert notebooks.check_slug(slug) == slug
@@ -201,7 +217,7 @@ def test_preheating_starts_with_no_pools_and_a_control_token_file():
     argv = voila_argv(dashboards_dir="/srv/d", ip="127.0.0.1", port=8866, base_url="/b/", execution_timeout=30,
                       cull_idle_timeout=600, cull_interval=60, cull_connected=False, preheat_pool_size=2,
                       control_token_file="/run/vp/control_token")
-    assert argv[1:3] == ["-m", "voila_publisher.voila_app"]
+    assert argv[1:3] == ["-m", "voila_publisher.host.voila_app"]
     for option in ("--VoilaConfiguration.preheat_kernel=True", "--VoilaConfiguration.default_pool_size=0",
                    "--PublisherVoila.pool_size=2", "--PublisherVoila.control_token_file=/run/vp/control_token"):
         assert option in argv
@@ -228,7 +244,7 @@ def test_kernels_do_not_inherit_the_services_secrets():
 # -- nginx ----------------------------------------------------------------------------------
 def test_checked_in_production_config_matches_the_template():
     assert nginx.PRODUCTION_CONF.read_text() == nginx.render_public_host_conf(standalone=False), (
-        "regenerate it: python -m hybrid_spawner.local.nginx"
+        "regenerate it: python -m simulators.nginx"
     )
 
 

@@ -3,64 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import types
 
 import pytest
 
-from hybrid_spawner import bootstrap
-from hybrid_spawner.poller import NodeObservation, NodeState, StatusCache
-from hybrid_spawner.remote import RemoteSpawner, SpawnFailed
-
-
-class MemoryCache(StatusCache):
-    def __init__(self):
-        super().__init__(interval=0.05)
-        self.nodes: dict[str, str] = {}
-
-    def fetch_all(self):
-        states = {"running": NodeState.RUNNING, "terminated": NodeState.GONE}
-        return {n: NodeObservation(states[s], s) for n, s in self.nodes.items()}
-
-
-class MemorySpawner(RemoteSpawner):
-    """A backend whose nodes are dictionary entries; the test plays the node's part."""
-
-    backend = "memory"
-
-    def __init__(self, **kw):
-        super().__init__(user=types.SimpleNamespace(name="u", url="/user/u/"), **kw)
-        self.cache = MemoryCache()
-        self.launch_delay = 0.0
-        self.launch_error: Exception | None = None
-        self.scripts: list[str] = []
-
-    @property
-    def _log_name(self):
-        return "u"
-
-    def get_env(self):
-        return {"JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_API_TOKEN": "tok"}
-
-    def status_cache(self):
-        return self.cache
-
-    async def launch_node(self, script):
-        await asyncio.sleep(self.launch_delay)
-        if self.launch_error:
-            raise self.launch_error
-        node = f"n-{len(self.cache.nodes)}"
-        self.cache.nodes[node] = "running"
-        self.scripts.append(script)
-        return node
-
-    async def wait_for_address(self, node_id):
-        return "10.0.0.9"
-
-    async def terminate_node(self, node_id):
-        self.cache.nodes[node_id] = "terminated"
-
-    def describe_error(self, error):
-        return "the cloud said no" if isinstance(error, PermissionError) else None
+from hybrid_spawner.bootstrap.credentials import registry as bootstrap_registry
+from hybrid_spawner.remote import SpawnFailed
+from tests.contract.memory_backend import MemorySpawner
 
 
 def credential_of(script: str) -> str:
@@ -73,8 +21,8 @@ async def play_node(spawner, port=8888):
         if spawner.scripts:
             break
         await asyncio.sleep(0.01)
-    answer = bootstrap.registry.redeem(credential_of(spawner.scripts[-1]))
-    bootstrap.registry.report_port(answer["report_secret"], port)
+    answer = bootstrap_registry.redeem(credential_of(spawner.scripts[-1]))
+    bootstrap_registry.report_port(answer["report_secret"], port)
     return answer
 
 
@@ -130,7 +78,7 @@ async def test_expected_errors_get_the_backend_message_and_unexpected_a_generic_
     with pytest.raises(SpawnFailed) as e:
         await sp.start()
     assert "Unexpected error" in e.value.jupyterhub_message and "secret-detail" not in e.value.jupyterhub_message
-    assert sp.cache.nodes == {} and bootstrap.registry.pending_count() == 0
+    assert sp.cache.nodes == {} and bootstrap_registry.pending_count() == 0
 
 
 async def test_out_of_band_termination_reported_once_and_remembered():

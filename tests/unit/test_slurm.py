@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from hybrid_spawner.bootstrap import render_bootstrap_script
-from hybrid_spawner.poller import NodeState
+from hybrid_spawner.bootstrap.script import render_bootstrap_script
+from hybrid_spawner.status import NodeState
 from hybrid_spawner.remote import SpawnFailed
-from hybrid_spawner.slurm import SlurmSpawner
-from hybrid_spawner.slurm_queue import SlurmStatusCache, SqueueFailed, parse_squeue, squeue_argv
-from tests.fixtures.slurm import SLURM_TEST_USER, ensure_unix_user
+from hybrid_spawner.backends.slurm.spawner import SlurmSpawner
+from hybrid_spawner.backends.slurm.status import SlurmStatusCache, SqueueFailed, parse_squeue, squeue_argv
+from simulators.slurm_users import SLURM_TEST_USER, ensure_unix_user
 
 
 def test_parse_squeue_maps_states_reasons_and_hosts():
@@ -50,9 +50,7 @@ def fake_squeue(tmp_path, body: str) -> list[str]:
 def test_cache_reads_one_answer_for_every_job(tmp_path):
     body = f'echo "$@" >> {tmp_path}/calls; echo "1|RUNNING|None|n1|p"; echo "2|PENDING|Priority|n/a|p"\n'
     cache = SlurmStatusCache(60, fake_squeue(tmp_path, body))
-    for job in ("1", "2", "3"):
-        cache._tracked[job] = 0.0
-    jobs = cache.fetch_all()
+    jobs = cache.fetch_all(frozenset({"1", "2", "3"}))
     assert set(jobs) == {"1", "2"}
     assert (tmp_path / "calls").read_text().count("\n") == 1
     assert cache.calls == 1
@@ -60,29 +58,29 @@ def test_cache_reads_one_answer_for_every_job(tmp_path):
 
 def test_cache_failure_is_unknown_and_vanished_ids_are_gone(tmp_path):
     failing = SlurmStatusCache(60, fake_squeue(tmp_path, 'echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1\n'))
-    failing._tracked["1"] = 0.0
     with pytest.raises(SqueueFailed):
-        failing.fetch_all()
+        failing.fetch_all(frozenset({"1"}))
     (tmp_path / "b").mkdir()
     gone = SlurmStatusCache(60, fake_squeue(tmp_path / "b", 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n'))
-    gone._tracked["1"] = 0.0
-    assert gone.fetch_all() == {}
+    assert gone.fetch_all(frozenset({"1"})) == {}
 
 
 async def test_observe_says_unknown_not_gone_when_squeue_fails(tmp_path):
     cache = SlurmStatusCache(60, fake_squeue(tmp_path, "exit 1\n"))
-    cache._tracked["7"] = 0.0
+    cache.track("7")
     await cache.refresh_if_stale(0)
     assert cache.observe("7").state is NodeState.UNKNOWN
     assert cache.failures == 1
+    await cache.close()
 
 
 async def test_concurrent_callers_share_one_squeue(tmp_path):
     cache = SlurmStatusCache(60, fake_squeue(tmp_path, f'sleep 0.3; echo x >> {tmp_path}/calls; echo "5|RUNNING|None|n|p"\n'))
-    cache._tracked["5"] = 0.0
+    cache.track("5")
     await asyncio.gather(*(cache.refresh_if_stale(10) for _ in range(20)))
     assert (tmp_path / "calls").read_text().count("x") == 1
     assert cache.observe("5").state is NodeState.RUNNING
+    await cache.close()
 
 
 SLURM_CONTEXT = {
@@ -169,7 +167,7 @@ def test_batchspawner_setattr_handler_is_replaced_and_shadowed():
     import batchspawner.api
     from jupyterhub import apihandlers, handlers
 
-    from hybrid_spawner.batchspawner_guard import BATCHSPAWNER_PATH, close_batchspawner_endpoint
+    from hybrid_spawner.backends.slurm.batchspawner_guard import BATCHSPAWNER_PATH, close_batchspawner_endpoint
 
     close_batchspawner_endpoint()
     assert not [h for h in apihandlers.default_handlers if h[0] == BATCHSPAWNER_PATH]
@@ -186,7 +184,7 @@ def test_batchspawner_setattr_handler_is_replaced_and_shadowed():
 def test_local_cluster_refuses_a_directory_others_cannot_traverse(tmp_path):
     """munged needs every directory above its socket traversable by all (the demo once put it
     under a 0700 temp dir): the cluster says which directory, before starting any daemon."""
-    from hybrid_spawner.local.slurm import LocalSlurm
+    from simulators.slurm import LocalSlurm
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)

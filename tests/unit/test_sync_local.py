@@ -5,10 +5,11 @@ import os
 
 import pytest
 
-from voila_publisher.hashing import file_md5, multipart_etag, part_plan, range_md5, read_parts
-from voila_publisher.listing import PathOutsideRoot, is_excluded, list_local, normalize_relpath, resolve_selection
-from voila_publisher.manifest import Manifest, ManifestEntry, manifest_path
-from voila_publisher.sync_config import DEFAULT_EXCLUDES, BucketSync
+from voila_publisher.sync.hashing import file_md5, multipart_etag, part_plan, range_md5, read_parts
+from voila_publisher.paths import PathOutsideRoot, normalize_relpath
+from voila_publisher.sync.listing import is_excluded, list_local, resolve_selection
+from voila_publisher.sync.manifest import Manifest, ManifestEntry, manifest_path
+from voila_publisher.sync.config import DEFAULT_EXCLUDES, BucketSync
 
 
 def write(path, data=b"x"):
@@ -55,7 +56,7 @@ def test_listing_reports_unreadable_directories(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
 
-    monkeypatch.setattr("voila_publisher.listing.os.scandir", scandir)
+    monkeypatch.setattr("voila_publisher.sync.listing.os.scandir", scandir)
     listing = list_local(tmp_path, [])
     assert listing.errors == [("locked", "Permission denied")]
     assert list(listing.files) == ["open/y"]

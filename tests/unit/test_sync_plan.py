@@ -1,9 +1,9 @@
 """The sync and restore planners: pure functions of local listing, remote listing and manifest."""
 
-from voila_publisher.hashing import md5_hex, multipart_etag
-from voila_publisher.listing import LocalFile
-from voila_publisher.manifest import ManifestEntry
-from voila_publisher.sync import (
+from voila_publisher.sync.hashing import md5_hex, multipart_etag
+from voila_publisher.sync.listing import LocalFile
+from voila_publisher.sync.manifest import ManifestEntry
+from voila_publisher.sync.plan import (
     RemoteObject,
     files_to_hash,
     objects_to_inspect,

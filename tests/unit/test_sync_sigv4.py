@@ -1,4 +1,4 @@
-"""Our SigV4 signer gives the same signature as botocore's for every request shape ObjectStore sends."""
+"""Our SigV4 signer gives the same signature as botocore's for every request shape S3Store sends."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from voila_publisher.objectstore import _query, _quote_key
-from voila_publisher.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, canonical_query, host_header, sign
+from voila_publisher.sync.s3.client import _query, _quote_key
+from voila_publisher.sync.s3.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, canonical_query, host_header, sign
 
 BASE = "http://127.0.0.1:8333/my-bucket/"
 CASES = [

@@ -1,0 +1,83 @@
+"""The two hub endpoints a node calls: redeem its credential, report its port.
+
+Registration: :func:`register_hub_handlers` appends the handlers to
+``jupyterhub.handlers.default_handlers`` (the hub prefixes them with ``/hub``), the same way
+batchspawner registers its API handler. :mod:`hybrid_spawner.remote` calls it when imported, and
+JupyterHub resolves ``c.JupyterHub.spawner_class`` while loading its configuration, before it
+builds its handler list: an admin who only sets ``spawner_class`` gets the endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hybrid_spawner.bootstrap.credentials import CredentialRejected, registry
+
+BOOTSTRAP_PATH = "/api/hybrid/bootstrap"
+PORT_PATH = "/api/hybrid/port"
+
+
+# -- hub handlers -------------------------------------------------------------------------
+def _make_handlers():
+    from jupyterhub.apihandlers.base import APIHandler
+    from tornado import web
+
+    class _NodeHandler(APIHandler):
+        """Authenticated by the secret in the body alone, never by a hub token or cookie."""
+
+        def check_xsrf_cookie(self):
+            # A node is a script, not a browser: there is no cookie to protect.
+            return None
+
+        def _body(self) -> dict:
+            try:
+                body = json.loads(self.request.body or b"{}")
+            except ValueError:
+                raise web.HTTPError(400, "body must be JSON") from None
+            if not isinstance(body, dict):
+                raise web.HTTPError(400, "body must be a JSON object")
+            return body
+
+        def _refuse(self, what: str, exc: CredentialRejected):
+            self.log.warning(
+                "hybrid bootstrap: refused %s from %s: %s (spawner %s)",
+                what,
+                self.request.remote_ip,
+                exc.reason,
+                exc.label,
+            )
+            raise web.HTTPError(403, "credential refused")
+
+    class BootstrapHandler(_NodeHandler):
+        async def post(self):
+            body = self._body()
+            try:
+                answer = registry.redeem(body.get("credential"))
+            except CredentialRejected as e:
+                self._refuse("bootstrap credential", e)
+            self.set_header("Cache-Control", "no-store")
+            self.write(json.dumps(answer))
+
+    class PortHandler(_NodeHandler):
+        async def post(self):
+            body = self._body()
+            try:
+                entry, port = registry.report_port(body.get("secret"), body.get("port"))
+            except CredentialRejected as e:
+                self._refuse("port report", e)
+            except ValueError as e:
+                self.log.warning("hybrid bootstrap: invalid port report from %s", self.request.remote_ip)
+                raise web.HTTPError(400, str(e)) from None
+            self.log.info("hybrid bootstrap: %s reported port %d", entry.label, port)
+            self.set_status(204)
+
+    return [(BOOTSTRAP_PATH, BootstrapHandler), (PORT_PATH, PortHandler)]
+
+
+def register_hub_handlers() -> None:
+    """Add the node endpoints to JupyterHub's handler list (idempotent)."""
+    from jupyterhub import handlers
+
+    if any(h[0] == BOOTSTRAP_PATH for h in handlers.default_handlers):
+        return
+    handlers.default_handlers.extend(_make_handlers())

@@ -1,0 +1,134 @@
+"""The node side of the bootstrap (``python3 -m hybrid_spawner.node_agent``), run by the boot script.
+
+1. Redeem the single-use credential at the hub (retrying while the hub is unreachable, giving up
+   at once on 403), receiving the single-user server's environment and command.
+2. Start ``jupyterhub-singleuser`` on this node's address with that environment; the credential
+   is removed from the child's environment.
+3. Once the server accepts connections, report its port to the hub with the report secret.
+4. Stay in the foreground forwarding SIGTERM/SIGINT, and exit with the server's status.
+
+Node-local settings (environment of the boot script, never sent by the hub):
+``HYBRID_NODE_BIND_IP`` (default 0.0.0.0), ``HYBRID_NODE_PORT`` (default: the spawner's port, or
+a free one when that is 0), ``HYBRID_NODE_EXTRA_ARGS`` (appended to the command, e.g.
+``--allow-root`` where nodes run as root), ``HYBRID_NODE_READY_TIMEOUT`` (seconds, default 300).
+Only the standard library is used, so the agent runs on any Python 3.8+ of the node image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+REFUSED_EXIT = 3
+
+
+def log(msg: str) -> None:
+    print(f"[hybrid-node-agent] {msg}", file=sys.stderr, flush=True)
+
+
+def post_json(url: str, body: dict, timeout: float = 15.0):
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else None
+
+
+def post_with_retry(url: str, body: dict, deadline: float):
+    """POST until answered; 4xx are final (a refused credential does not get better)."""
+    delay = 0.5
+    while True:
+        try:
+            return post_json(url, body)
+        except urllib.error.HTTPError as e:
+            if 400 <= e.code < 500:
+                raise
+            reason = f"HTTP {e.code}"
+        except (OSError, ValueError) as e:
+            reason = type(e).__name__
+        if time.monotonic() + delay > deadline:
+            raise TimeoutError(f"hub did not answer at {url} ({reason})")
+        log(f"hub not reachable yet ({reason}); retrying in {delay:.1f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+def choose_port(bind_ip: str, configured: int) -> int:
+    override = os.environ.get("HYBRID_NODE_PORT")
+    if override:
+        return int(override)
+    if configured:
+        return configured
+    with socket.socket() as s:
+        s.bind((bind_ip, 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(host: str, port: int, child: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"single-user server exited with {child.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"single-user server not listening on port {port}")
+
+
+def main() -> int:
+    bootstrap_url = os.environ.pop("HYBRID_BOOTSTRAP_URL", "")
+    credential = os.environ.pop("HYBRID_BOOTSTRAP_CREDENTIAL", "")
+    if not bootstrap_url or not credential:
+        log("HYBRID_BOOTSTRAP_URL and HYBRID_BOOTSTRAP_CREDENTIAL must be set by the boot script")
+        return 2
+    deadline = time.monotonic() + float(os.environ.get("HYBRID_NODE_READY_TIMEOUT", "300"))
+    try:
+        _, config = post_with_retry(bootstrap_url, {"credential": credential}, deadline)
+    except urllib.error.HTTPError as e:
+        log(f"hub refused the bootstrap credential (HTTP {e.code}); not starting")
+        return REFUSED_EXIT
+    del credential
+
+    bind_ip = os.environ.get("HYBRID_NODE_BIND_IP", "0.0.0.0")
+    port = choose_port(bind_ip, int(config.get("port") or 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_NODE_")}
+    env.update(config["environment"])
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    env["JUPYTERHUB_SERVICE_URL"] = f"http://{bind_ip}:{port}{prefix}"
+    command = list(config["command"]) + shlex.split(os.environ.get("HYBRID_NODE_EXTRA_ARGS", ""))
+    log(f"starting {command[0]} on {bind_ip}:{port}")
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum, _frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+
+    probe_host = "127.0.0.1" if bind_ip in ("0.0.0.0", "") else bind_ip
+    try:
+        wait_listening(probe_host, port, child, deadline)
+        port_url = bootstrap_url.rsplit("/", 1)[0] + "/port"
+        post_with_retry(port_url, {"secret": config["report_secret"], "port": port}, deadline)
+    except Exception as e:  # the hub gives up on its own timeout; do not leave a server behind
+        log(f"bootstrap failed: {e}")
+        forward(signal.SIGTERM, None)
+        child.wait()
+        return 1
+    log(f"reported port {port} to the hub")
+    return child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Start and stop every part of the demo, in order, on loopback ports of this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from simulators.ec2sim import make_network
+from simulators.hub import LocalHub
+from simulators.noderunner_openstack import NovaNodeRunnerProcess
+from simulators.moto import MOTO_CREDENTIALS, MotoServer
+from simulators.noderunner import NodeRunnerProcess
+from simulators.processes import venv_bin_dir
+from simulators.seaweedfs import ADMIN_CREDENTIALS, REGION, SeaweedS3
+
+from jupyter_config.demo.hub_config import DemoHubSettings, hub_config, profiles_for
+
+BUCKET = "notebooks"
+AMI_PARAMETER = "/hybrid/demo/jupyter-node-ami"
+PASSWORD = "demo"
+DEMO_USER = "researcher"
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def welcome_notebook(path: Path) -> Path:
+    """The notebook every researcher finds in their home: something to sync and publish."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "# Rainfall at the field station\n\nPress **Sync** to keep this notebook in the bucket, "
+            "**Publish** to make it a public dashboard (viewers see the results, not the code)."
+        ),
+        nbformat.v4.new_code_cell(
+            "rain_mm = [12, 0, 3, 28, 7, 0, 15]\n"
+            "print(f'Wettest day: {max(rain_mm)} mm, weekly total: {sum(rain_mm)} mm')"
+        ),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def slurm_available() -> str | None:
+    """None when a local Slurm cluster can back a profile, else why not."""
+    if not shutil.which("slurmctld") or not shutil.which("slurmd") or not shutil.which("munged"):
+        return "Slurm is not installed"
+    if os.geteuid() != 0:
+        return "starting Slurm daemons needs root"
+    return None
+
+
+def ensure_account(name: str) -> None:
+    """Slurm jobs run as the hub user's Unix account."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+
+
+@dataclass
+class DemoStack:
+    """Everything the demo runs; :meth:`start` brings it up, :meth:`stop` ends all of it."""
+
+    directory: Path
+    with_slurm: bool = True
+    with_openstack: bool = True
+    urls: dict = field(default_factory=dict)
+    # Groups of stop functions, in start order; a group's parts stop side by side.
+    _stops: list = field(default_factory=list)
+
+    def start(self) -> "DemoStack":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        from simulators.voila_host import PublicHost
+
+        moto = MotoServer(d / "moto")
+        s3 = SeaweedS3(d / "seaweedfs")
+        # The publisher hands rendering to Voila through nginx: no nginx, no public host.
+        host = PublicHost(d / "public-host") if shutil.which("nginx") else None
+        if host is None:
+            say("no public Voila host: nginx is not installed (Publish will say it is not set up)")
+        say("starting moto server (EC2), SeaweedFS (S3)" + (" and the public Voila host (publisher, Voila, nginx)…" if host else "…"))
+        # The bucket and the public host start in the background while the cloud side and the
+        # hub come up: they are only needed once a researcher works. They stop last.
+        backing: list = []
+        self._stops.append(backing)
+        # Everything else stops side by side before them: the hub needs no node to stop, and
+        # the nodes' last sync needs only the bucket.
+        self._compute: list = []
+        self._stops.append(self._compute)
+        with ThreadPoolExecutor(2) as pool:
+            pending = [(s3, pool.submit(self._start_bucket, s3))]
+            if host is not None:
+                pending.append((host, pool.submit(host.start)))
+            try:
+                moto.start()
+                backing.append(moto.stop)
+                hub, settings, runner = self._start_cloud_and_hub(moto, s3, host)
+            finally:
+                for part, future in pending:
+                    if future.exception() is None:
+                        backing.append(part.stop)
+            for _, future in pending:
+                future.result()
+
+        self.urls = {
+            "hub": hub.url,
+            "login": f"{hub.url}/hub/login",
+            "user": DEMO_USER,
+            "password": PASSWORD,
+            "dashboards": host.url if host else None,
+            "s3": s3.url,
+            "bucket": BUCKET,
+            "moto": moto.url,
+            "profiles": [p["slug"] for p in profiles_for(settings)],
+            "directory": str(d),
+        }
+        self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
+        # Written last: tools (and the browser test) wait for this file.
+        (d / "demo.json").write_text(json.dumps(self.urls, indent=1))
+
+    @staticmethod
+    def _start_bucket(s3: SeaweedS3) -> None:
+        s3.start()
+        s3.create_bucket(BUCKET)
+
+    def _start_cloud_and_hub(self, moto, s3, host):
+        """The private network on moto, the node runners, Slurm, and the hub (in this order)."""
+        d = self.directory
+        network = make_network(moto.url, ami_parameter=AMI_PARAMETER)
+        hub_id = f"demo-{secrets.token_hex(3)}"
+
+        runner = NodeRunnerProcess(d / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION)
+        runner.env.update(MOTO_CREDENTIALS)
+        say("starting the node runner (boots EC2 instances as local processes)…")
+        runner.start()
+        self._compute.append(runner.stop)
+
+        slurm_env = self._maybe_start_slurm()
+        clouds_yaml = self._maybe_start_openstack(hub_id)
+
+        secret_file = ""
+        publisher_env = {}
+        if host is not None:
+            secret_file = d / "publisher-secret"
+            # The shared secret goes through a 0600 file: never a command line or a log.
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(host.secret)
+            publisher_env = {"HYBRID_PUBLISHER_URL": host.api_url, "HYBRID_PUBLIC_URL": host.url}
+        homes = d / "homes"
+        homes.mkdir(exist_ok=True)
+        os.chmod(homes, 0o755)
+        settings = DemoHubSettings(
+            moto_url=moto.url,
+            region=REGION,
+            hub_id=hub_id,
+            ami_parameter=AMI_PARAMETER,
+            subnet=network["subnet"],
+            security_group=network["sg"],
+            python=str(venv_bin_dir() / "python"),
+            singleuser=str(venv_bin_dir() / "jupyterhub-singleuser"),
+            homes=str(homes),
+            welcome_notebook=str(welcome_notebook(d / "welcome.ipynb")),
+            publisher_secret_file=str(secret_file),
+            node_environment={
+                **ADMIN_CREDENTIALS,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "HYBRID_SYNC_BUCKET": BUCKET,
+                "HYBRID_S3_ENDPOINT_URL": s3.url,
+                "HYBRID_S3_REGION": REGION,
+                **publisher_env,
+            },
+            slurm=slurm_env is not None,
+            openstack_clouds_yaml=clouds_yaml or "",
+        )
+        hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
+        say("starting JupyterHub with HybridSpawner…")
+        hub.start(timeout=90)
+        self._compute.append(hub.stop)
+        return hub, settings, runner
+
+    def _maybe_start_slurm(self) -> dict | None:
+        if not self.with_slurm:
+            return None
+        reason = slurm_available()
+        if reason:
+            say(f"no Slurm profile: {reason}")
+            return None
+        from simulators.slurm import LocalSlurm
+
+        try:
+            ensure_account(DEMO_USER)
+            cluster = LocalSlurm(self.directory / "slurm", partitions=("debug",))
+            say("starting a local Slurm cluster (munge, slurmctld, slurmd)…")
+            cluster.start()
+        except Exception as e:  # the demo still works with EC2 alone
+            say(f"no Slurm profile: the local cluster did not start ({e})")
+            return None
+        self._compute.append(cluster.stop)
+        return {"SLURM_CONF": str(cluster.conf_path)}
+
+    def _maybe_start_openstack(self, hub_id: str) -> str | None:
+        """The OpenStack fake and its node runner."""
+        if not self.with_openstack:
+            return None
+        from simulators.openstack import FakeOpenStack
+
+        base = self.directory / "openstack"
+        try:
+            fake = FakeOpenStack(base)
+            say("starting the OpenStack fake (Keystone, Nova, Neutron, Glance) and its node runner…")
+            fake.start()
+        except Exception as e:
+            say(f"no OpenStack profile: the fake did not start ({e})")
+            return None
+        self._compute.append(fake.stop)
+        clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
+        runner = NovaNodeRunnerProcess(base / "nodes", clouds_yaml=clouds_yaml, hub_id=hub_id, log_dir=base)
+        runner.start()
+        self._compute.append(runner.stop)
+        return str(clouds_yaml)
+
+    def stop(self) -> None:
+        """Stop every part that started, the last started first (a group side by side)."""
+        while self._stops:
+            group = self._stops.pop()
+            with ThreadPoolExecutor(max(1, len(group))) as pool:
+                for stop, future in [(stop, pool.submit(_timed, stop)) for stop in group]:
+                    name = type(getattr(stop, "__self__", stop)).__name__
+                    try:
+                        say(f"stopped {name} ({future.result():.1f} s)")
+                    except Exception as e:  # keep stopping the others
+                        print(f"demo: stopping {name} failed: {e}", file=sys.stderr)
+
+
+def _timed(fn) -> float:
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start

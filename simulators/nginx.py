@@ -1,0 +1,104 @@
+"""Debian's nginx in front of the public Voila host, rendered from jupyter_config/nginx/.
+
+One template serves production and local runs: ``render_public_host_conf(standalone=False)``
+gives the server block an admin drops into ``/etc/nginx/conf.d/`` (checked in as
+``public-host.conf``); ``NginxProcess`` renders a complete nginx.conf whose pid, logs and
+temp paths live in its own directory and runs nginx in the foreground on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+
+from simulators import REPO_ROOT
+from simulators.processes import ManagedProcess, free_port, http_ok
+
+NGINX_DIR = REPO_ROOT / "jupyter_config" / "nginx"
+TEMPLATE = "public-host.conf.j2"
+PRODUCTION_CONF = NGINX_DIR / "public-host.conf"
+
+# RFC 1918, loopback and IPv6 unique-local/loopback: where notebook servers live.
+PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7")
+
+PRODUCTION_SETTINGS = dict(
+    listen="80",
+    server_name="dashboards.example.org",
+    publisher="127.0.0.1:8870",
+    voila="127.0.0.1:8866",
+    voila_base_url="/dashboards/_voila/",
+    render_prefix="/_voila_render/",
+    allowed_networks=PRIVATE_NETWORKS,
+    client_max_body_size="32m",
+    read_timeout="3600s",
+)
+
+
+def nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def render_public_host_conf(*, standalone: bool, prefix: str | Path | None = None, **settings) -> str:
+    values = {**PRODUCTION_SETTINGS, **settings}
+    if values["render_prefix"] != "/_voila_render/":
+        raise ValueError("render_prefix is fixed by voila_publisher.host.handlers.INTERNAL_RENDER_PREFIX")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_DIR), keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    values.setdefault("worker_user", "")
+    return env.get_template(TEMPLATE).render(
+        standalone=standalone, prefix=str(prefix) if prefix else "", mime_types="/etc/nginx/mime.types", **values
+    )
+
+
+class NginxProcess(ManagedProcess):
+    """nginx with the public host's config in ``directory``, listening on 127.0.0.1:``port``."""
+
+    def __init__(self, directory, *, publisher_port: int, voila_port: int, port: int | None = None, **settings):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.conf_path = self.dir / "nginx.conf"
+        self.conf_path.write_text(
+            render_public_host_conf(
+                standalone=True,
+                prefix=self.dir,
+                listen=f"127.0.0.1:{self.port}",
+                server_name="localhost",
+                publisher=f"127.0.0.1:{publisher_port}",
+                voila=f"127.0.0.1:{voila_port}",
+                worker_user="root" if os.geteuid() == 0 else "",
+                **settings,
+            )
+        )
+        self.check_config()
+        super().__init__(
+            "nginx",
+            [nginx_binary(), "-c", self.conf_path, "-p", f"{self.dir}/", "-e", self.dir / "error.log", "-g", "daemon off;"],
+            log_dir=self.dir,
+            ready=http_ok(f"{self.url}/no-such-page", accept=(404,)),
+            ready_timeout=20,
+        )
+
+    def check_config(self) -> None:
+        """``nginx -t`` on the rendered file, so a template mistake fails with nginx's words."""
+        result = subprocess.run(
+            [nginx_binary(), "-t", "-c", str(self.conf_path), "-p", f"{self.dir}/", "-e", str(self.dir / "error.log")],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise ValueError(f"nginx rejects {self.conf_path}:\n{result.stderr}")
+
+    def error_log(self) -> str:
+        try:
+            return (self.dir / "error.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+if __name__ == "__main__":  # regenerate the checked-in production config
+    PRODUCTION_CONF.write_text(render_public_host_conf(standalone=False))
+    print(f"wrote {PRODUCTION_CONF}")

@@ -1,0 +1,257 @@
+"""The local node runner: makes simulated cloud instances "boot" as local processes.
+
+It watches an instance source (EC2 on moto server by default) for the instances tagged by one
+hub. When one is running, it fetches the instance's boot script (user-data) and runs it as a
+process on this machine, as cloud-init would on a real instance — so the real bootstrap path
+(credential redemption, single-user server start, port report) is exercised with no cloud
+account. When the instance is stopped, terminated or disappears, the process group is ended.
+Each boot script runs at most once, like user-data.
+
+Nodes bind 127.0.0.1 and get a port of their own (HYBRID_NODE_PORT). Nodes run as the runner's
+user; when that is root, ``--allow-root`` passes ``--allow-root`` to jupyterhub-singleuser.
+
+Instance sources are pluggable: ``--source ec2`` is built in; ``--source NAME`` imports
+``simulators.NAME_source`` and uses its ``SOURCE`` class; ``--source pkg.mod:Class``
+imports any class. A source subclasses :class:`InstanceSource`.
+
+CLI: ``python -m simulators.noderunner --endpoint-url http://127.0.0.1:5000 --hub-id demo --workdir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulators.processes import ManagedProcess, child_env, free_port, stop_together
+
+log = logging.getLogger("hybrid-node-runner")
+
+
+@dataclass(frozen=True)
+class SourceInstance:
+    """One instance as the source sees it. ``state`` "running" means: boot it now."""
+
+    id: str
+    state: str
+
+
+class InstanceSource:
+    """Where the runner learns which simulated instances exist. Subclass it for another cloud.
+
+    Implement :meth:`list_instances` and :meth:`boot_script`; add CLI options in
+    :meth:`add_arguments` and build the source from them in :meth:`from_args`.
+    """
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add the source's own command-line options."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "InstanceSource":
+        raise NotImplementedError
+
+    def list_instances(self) -> list[SourceInstance]:
+        """Every instance of this hub, in any state. Raise on API errors (nothing is ended then)."""
+        raise NotImplementedError
+
+    def boot_script(self, instance_id: str) -> str | None:
+        """The instance's user-data as text, or None if it has none."""
+        raise NotImplementedError
+
+
+class EC2InstanceSource(InstanceSource):
+    """Instances carrying the hub tag on an EC2 endpoint (moto server)."""
+
+    def __init__(self, endpoint_url: str, region: str, hub_id: str):
+        import boto3
+        from botocore.config import Config
+
+        from hybrid_spawner.backends.ec2.plan import TAG_HUB
+
+        self.hub_filter = [{"Name": f"tag:{TAG_HUB}", "Values": [hub_id]}]
+        # Short timeouts: a hung call must not stall the loop that boots and ends every node.
+        config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 2})
+        self.client = boto3.session.Session().client(
+            "ec2", region_name=region, endpoint_url=endpoint_url or None, config=config
+        )
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--endpoint-url", default=os.environ.get("HYBRID_EC2_ENDPOINT_URL", ""))
+        parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.endpoint_url, args.region, args.hub_id)
+
+    def list_instances(self):
+        found = []
+        for page in self.client.get_paginator("describe_instances").paginate(Filters=self.hub_filter):
+            for reservation in page["Reservations"]:
+                found += [SourceInstance(i["InstanceId"], i["State"]["Name"]) for i in reservation["Instances"]]
+        return found
+
+    def boot_script(self, instance_id):
+        value = self.client.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        encoded = value.get("UserData", {}).get("Value")
+        return base64.b64decode(encoded).decode() if encoded else None
+
+
+def load_source(name: str) -> type[InstanceSource]:
+    if name == "ec2":
+        return EC2InstanceSource
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return importlib.import_module(f"simulators.{name}_source").SOURCE
+
+
+class NodeRunner:
+    """Runs each running instance's boot script once, and ends it with the instance."""
+
+    def __init__(self, source: InstanceSource, workdir, *, allow_root: bool = False, status_file=None):
+        self.source = source
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.allow_root = allow_root
+        self.status_file = Path(status_file) if status_file else None
+        self.nodes: dict[str, tuple[ManagedProcess, int]] = {}
+        self.finished: dict[str, int | None] = {}
+        self.errors = 0
+
+    def node_env(self, port: int) -> dict:
+        # A fresh instance knows nothing of the runner's cloud credentials or hub session.
+        env = {k: v for k, v in child_env().items() if not k.startswith(("AWS_", "JUPYTERHUB_", "HYBRID_"))}
+        env.update(HYBRID_NODE_BIND_IP="127.0.0.1", HYBRID_NODE_PORT=str(port))
+        if self.allow_root:
+            env["HYBRID_NODE_EXTRA_ARGS"] = "--allow-root"
+        return env
+
+    def step(self) -> None:
+        """One look at the source: boot new running instances, end vanished ones."""
+        try:
+            instances = {i.id: i.state for i in self.source.list_instances()}
+        except Exception as e:  # the endpoint is down: change nothing
+            self.errors += 1
+            log.warning("listing instances failed: %s", e)
+            return
+        for instance_id, (proc, _port) in list(self.nodes.items()):
+            if instances.get(instance_id) != "running":
+                log.info("instance %s is %s: ending its node", instance_id, instances.get(instance_id, "gone"))
+                proc.stop(timeout=5)
+            if not proc.running:
+                self.finished[instance_id] = proc.proc.returncode
+                del self.nodes[instance_id]
+        for instance_id, state in instances.items():
+            if state == "running" and instance_id not in self.nodes and instance_id not in self.finished:
+                self.boot(instance_id)
+        self.write_status()
+
+    def boot(self, instance_id: str) -> None:
+        try:
+            script = self.source.boot_script(instance_id)
+        except Exception as e:
+            log.warning("reading the boot script of %s failed: %s", instance_id, e)
+            return
+        if not script:
+            self.finished[instance_id] = None
+            return
+        path = self.workdir / f"{instance_id}.user-data"
+        path.write_text(script)
+        path.chmod(0o700)
+        port = free_port()
+        # A directory of its own, like a fresh machine: the node's server must not serve the
+        # runner's working directory.
+        home = self.workdir / instance_id
+        home.mkdir(exist_ok=True)
+        proc = ManagedProcess(
+            f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port), cwd=home
+        )
+        proc.start()
+        log.info("booted %s (pid %d, port %d)", instance_id, proc.proc.pid, port)
+        self.nodes[instance_id] = (proc, port)
+
+    def write_status(self) -> None:
+        if self.status_file is None:
+            return
+        status = {
+            "nodes": {i: {"pid": p.proc.pid, "port": port} for i, (p, port) in self.nodes.items()},
+            "finished": self.finished,
+            "errors": self.errors,
+            "time": time.time(),
+        }
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.status_file)
+
+    def run(self, interval: float, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.step()
+                stop.wait(interval)
+        finally:
+            self.stop_all()
+
+    def stop_all(self) -> None:
+        stop_together([proc for proc, _ in self.nodes.values()], timeout=5)
+        self.nodes.clear()
+
+
+class NodeRunnerProcess(ManagedProcess):
+    """The runner as a child process (for the demo and the tests); ready once it has looked once."""
+
+    def __init__(self, workdir, *, hub_id: str, endpoint_url: str, region: str = "us-east-1",
+                 interval: float = 0.5, allow_root: bool | None = None, source: str = "ec2", extra_args=()):
+        self.workdir = Path(workdir)
+        self.status_path = self.workdir / "noderunner-status.json"
+        if allow_root is None:
+            allow_root = os.geteuid() == 0
+        argv = [sys.executable, "-m", "simulators.noderunner", "--source", source, "--hub-id", hub_id,
+                "--endpoint-url", endpoint_url, "--region", region, "--workdir", self.workdir,
+                "--status-file", self.status_path, "--interval", interval, *extra_args]
+        if allow_root:
+            argv.append("--allow-root")
+        super().__init__("noderunner", argv, log_dir=self.workdir, env=child_env(), ready=self.status_path.exists)
+
+    def status(self) -> dict:
+        return json.loads(self.status_path.read_text())
+
+
+def main(argv=None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--source", default="ec2")
+    known, _ = pre.parse_known_args(argv)
+    source_class = load_source(known.source)
+
+    parser = argparse.ArgumentParser(prog="python -m simulators.noderunner", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", default="ec2", help="ec2, NAME (simulators.NAME_source) or module:Class")
+    parser.add_argument("--hub-id", required=True, help="the hub's id tag value (EC2Spawner.hub_id)")
+    parser.add_argument("--workdir", required=True, help="where boot scripts and node logs go")
+    parser.add_argument("--status-file", help="JSON file rewritten after every look")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between looks")
+    parser.add_argument("--allow-root", action="store_true", help="pass --allow-root to the single-user servers")
+    source_class.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    runner = NodeRunner(source_class.from_args(args), args.workdir, allow_root=args.allow_root,
+                        status_file=args.status_file)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner.run(args.interval, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""SeaweedFS as a real S3 server on free loopback ports (used by the demo, tests and benchmarks).
+
+``weed server`` runs a master, a volume server, a filer and the S3 gateway in one process.
+Every port it opens (including the gRPC ports, which default to HTTP port + 10000, and the
+Iceberg / Lance catalog ports) is chosen here so that several instances can run side by side.
+Two S3 identities are configured: an admin that may do everything and a reader that may only
+list and read, so that "access denied" can be exercised against the real server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from simulators.processes import ManagedProcess, child_env, free_port, http_ok, venv_bin_dir
+
+# Dummy credentials that only this local server knows; real AWS rejects them.
+ADMIN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "hybrid-admin", "AWS_SECRET_ACCESS_KEY": "hybrid-admin-secret"}
+READER_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "hybrid-reader", "AWS_SECRET_ACCESS_KEY": "hybrid-reader-secret"}
+REGION = "us-east-1"
+
+
+def _identities() -> dict:
+    def identity(name, creds, actions):
+        return {
+            "name": name,
+            "credentials": [{"accessKey": creds["AWS_ACCESS_KEY_ID"], "secretKey": creds["AWS_SECRET_ACCESS_KEY"]}],
+            "actions": actions,
+        }
+
+    return {
+        "identities": [
+            identity("admin", ADMIN_CREDENTIALS, ["Admin", "Read", "List", "Tagging", "Write"]),
+            identity("reader", READER_CREDENTIALS, ["Read", "List"]),
+        ]
+    }
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+class SeaweedS3(ManagedProcess):
+    """``weed server -s3`` in ``directory``; ``url`` is the S3 endpoint, ``env`` its credentials."""
+
+    def __init__(self, directory, *, ready_timeout: float = 90.0):
+        self.dir = Path(directory)
+        data = self.dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "s3-identities.json"
+        config.write_text(json.dumps(_identities(), indent=1))
+        os.chmod(config, 0o600)
+        (
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+            s3,
+            s3_grpc,
+        ) = _distinct_free_ports(8)
+        self.port = s3
+        self.url = f"http://127.0.0.1:{s3}"
+        argv = [
+            venv_bin_dir() / "weed",
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            "-master.telemetry=false",  # no traffic leaves the machine
+            "-master.volumeSizeLimitMB=256",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            "-volume.max=0",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={config}",
+        ]
+        super().__init__(
+            "seaweedfs",
+            argv,
+            log_dir=self.dir,
+            env=child_env(),
+            cwd=self.dir,
+            # An unauthenticated GET / answers 403 once the gateway (and its filer) is up.
+            ready=http_ok(self.url + "/", accept=(200, 403)),
+            ready_timeout=ready_timeout,
+        )
+
+    @property
+    def client_env(self) -> dict:
+        """Environment variables that point boto3 / the aws cli at this server as admin."""
+        return {**ADMIN_CREDENTIALS, "AWS_DEFAULT_REGION": REGION, "HYBRID_S3_ENDPOINT_URL": self.url}
+
+    def client(self, credentials: dict | None = None):
+        """A boto3 S3 client for this server (admin credentials unless others are given)."""
+        import boto3
+
+        creds = credentials or ADMIN_CREDENTIALS
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def create_bucket(self, name: str) -> str:
+        """Create ``name`` (a valid DNS name) and wait until it lists; returns the name."""
+        import time
+
+        client = self.client()
+        client.create_bucket(Bucket=name)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.list_objects_v2(Bucket=name, MaxKeys=1)
+                return name
+            except client.exceptions.NoSuchBucket:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        # weed takes ~10 s to drain on SIGTERM; its data is disposable here, so do not wait long.
+        super().stop(timeout)

@@ -1,0 +1,259 @@
+"""HTTP handlers of the publisher service: the publishing API, the dashboard route, the gallery.
+
+They see only a :class:`~voila_publisher.host.context.HostContext`; the service itself
+(configuration, Voila, lifecycle) is :mod:`voila_publisher.host.app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tornado.web
+from tornado.httputil import parse_body_arguments
+
+from hybrid_spawner._version import __version__
+
+from voila_publisher import notebooks
+from voila_publisher.errors import PublishError
+from voila_publisher.host.context import HostContext
+from voila_publisher.host.store import StoredDashboard
+from voila_publisher.tokens import InvalidToken, token_owner
+
+# Where nginx's internal location for rendering lives; must match jupyter_config/nginx/.
+INTERNAL_RENDER_PREFIX = "/_voila_render/"
+
+
+def dashboard_json(record: StoredDashboard, public_url: str, *, for_owner: bool = False) -> dict:
+    """The contract's Dashboard object (docs/contracts.md).
+
+    ``for_owner`` adds ``path``, the notebook's path on the owner's server, which lets the Lab
+    match dashboards to notebooks; the public gallery never shows it.
+    """
+    url_path = f"/dashboards/{record.owner}/{record.slug}/"
+    extra = {"path": record.source_path} if for_owner and record.source_path else {}
+    return {
+        "owner": record.owner,
+        "slug": record.slug,
+        "title": record.title,
+        "url": (public_url.rstrip("/") + url_path) if public_url else url_path,
+        "version": record.version,
+        "published": record.published,
+        **extra,
+    }
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    @property
+    def log(self):
+        return self.host.log
+
+    @property
+    def host(self) -> HostContext:
+        return self.settings["host"]
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, PublishError):
+            body = {"message": exc.message, "reason": exc.reason}
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            body = {"message": exc.log_message % exc.args if exc.args else exc.log_message, "reason": "http-error"}
+        else:
+            body = {"message": self._reason, "reason": "internal-error" if status_code >= 500 else "http-error"}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def fail(self, status: int, reason: str, message: str):
+        raise PublishError(status, reason, message)
+
+    def send_error_json(self, exc: PublishError):
+        self.set_status(exc.status)
+        if exc.status == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="voila-publisher"')
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": exc.message, "reason": exc.reason}))
+
+
+class ApiHandler(BaseHandler):
+    def check_xsrf_cookie(self):
+        # A bearer-token API: no cookies, so no cross-site request forgery to guard against.
+        return
+
+    def caller(self) -> str:
+        """The owner the request's bearer token belongs to (401 if none is valid)."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            self.fail(401, "no-token", "a publish token is required (Authorization: Bearer <token>)")
+        try:
+            return token_owner(self.host.secret, token.strip())
+        except InvalidToken:
+            self.fail(401, "invalid-token", "the publish token is not valid for this host")
+
+    def target(self, owner: str, slug: str) -> tuple[str, str]:
+        """Check the owner and slug of the URL against the caller: 400 for bad names, 403 for others' dashboards."""
+        caller = self.caller()
+        try:
+            notebooks.check_owner(owner)
+            notebooks.check_slug(slug)
+        except notebooks.InvalidName as e:
+            self.fail(400, "invalid-name", str(e))
+        if caller != owner:
+            self.fail(403, "wrong-owner", f"this token publishes for {caller!r}, not for {owner!r}")
+        return owner, slug
+
+    async def _run(self, coro_fn, *args):
+        try:
+            await coro_fn(*args)
+        except PublishError as e:
+            self.send_error_json(e)
+
+
+class DashboardListHandler(ApiHandler):
+    async def get(self):
+        await self._run(self._list)
+
+    async def _list(self):
+        caller = self.caller()
+        owner = self.get_query_argument("owner", None)
+        if owner is not None:
+            try:
+                notebooks.check_owner(owner)
+            except notebooks.InvalidName as e:
+                self.fail(400, "invalid-name", str(e))
+        records = await asyncio.to_thread(self.host.store.list, owner)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps([dashboard_json(r, self.host.public_url, for_owner=r.owner == caller) for r in records]))
+
+
+class DashboardHandler(ApiHandler):
+    async def get(self, owner, slug):
+        await self._run(self._get, owner, slug)
+
+    async def put(self, owner, slug):
+        await self._run(self._put, owner, slug)
+
+    async def delete(self, owner, slug):
+        await self._run(self._delete, owner, slug)
+
+    async def _get(self, owner, slug):
+        caller = self.caller()
+        try:
+            record = await asyncio.to_thread(self.host.store.get, owner, slug)
+        except notebooks.InvalidName as e:
+            self.fail(400, "invalid-name", str(e))
+        if record is None:
+            self.fail(404, "not-found", f"no dashboard {owner}/{slug}")
+        self.finish(dashboard_json(record, self.host.public_url, for_owner=record.owner == caller))
+
+    async def _delete(self, owner, slug):
+        owner, slug = self.target(owner, slug)
+        removed = await asyncio.to_thread(self.host.store.unpublish, owner, slug)
+        if not removed:
+            self.fail(404, "not-found", f"no dashboard {owner}/{slug} to unpublish")
+        self.log.info("unpublished %s/%s", owner, slug)
+        self.host.after_unpublish()
+        self.set_status(204)
+        self.finish()
+
+    async def _put(self, owner, slug):
+        owner, slug = self.target(owner, slug)
+        notebook_bytes, files = await asyncio.to_thread(self._upload)  # parsing a large multipart body is CPU work
+        limits = self.host.limits
+        if len(notebook_bytes) > limits.max_notebook_size:
+            self.fail(413, "too-large", f"the notebook is {len(notebook_bytes)} bytes; this host accepts at most {limits.max_notebook_size}")
+        if len(files) > limits.max_data_files:
+            self.fail(413, "too-many-files", f"{len(files)} data files; this host accepts at most {limits.max_data_files}")
+        data_bytes = sum(len(v) for v in files.values())
+        if data_bytes > limits.max_data_size:
+            self.fail(413, "too-large", f"the data files total {data_bytes} bytes; this host accepts at most {limits.max_data_size}")
+        source_path = self.get_query_argument("source_path", "")
+        if len(source_path) > 1024 or "\x00" in source_path:
+            self.fail(400, "invalid-request", "source_path must be a path of at most 1024 characters")
+        nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
+        record = await asyncio.to_thread(self.host.store.publish, owner, slug, notebook_bytes, title, files, source_path)
+        self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
+        await self.host.after_publish()
+        self.set_status(201 if record.version == 1 else 200)
+        self.finish(dashboard_json(record, self.host.public_url, for_owner=True))
+
+    def _upload(self) -> tuple[bytes, dict[str, bytes]]:
+        """The notebook and data files of the request body (JSON notebook, or multipart)."""
+        content_type = self.request.headers.get("Content-Type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return self.request.body, {}
+        arguments, parts = {}, {}
+        parse_body_arguments(content_type, self.request.body, arguments, parts)
+        notebook_parts = parts.get("notebook", [])
+        if len(notebook_parts) != 1:
+            self.fail(400, "invalid-upload", "a multipart upload needs exactly one part named 'notebook'")
+        files = {}
+        for part in parts.get("files", []):
+            try:
+                name = notebooks.check_data_file_name(part["filename"])
+            except notebooks.InvalidName as e:
+                self.fail(400, "invalid-name", str(e))
+            files[name] = part["body"]
+        return notebook_parts[0]["body"], files
+
+    def _validate(self, notebook_bytes: bytes, files: dict, slug: str):
+        try:
+            nb = notebooks.parse_notebook(notebook_bytes)
+            declared = set(notebooks.declared_data_files(nb))
+        except (notebooks.InvalidNotebook, notebooks.InvalidName) as e:
+            raise PublishError(400, "invalid-notebook", str(e)) from None
+        undeclared = sorted(set(files) - declared)
+        if undeclared:
+            raise PublishError(400, "undeclared-file", f"data files not declared in metadata.voila_publisher.data_files: {', '.join(undeclared)}")
+        if f"{slug}.ipynb" in files:
+            raise PublishError(400, "invalid-name", f"a data file may not be called {slug}.ipynb")
+        return nb, notebooks.notebook_title(nb, slug)
+
+
+class RenderRouteHandler(BaseHandler):
+    """``/dashboards/{owner}/{slug}/``: tell nginx which immutable version to render."""
+
+    async def get(self, owner, slug):
+        try:
+            record = await asyncio.to_thread(self.host.store.get, owner, slug)
+        except notebooks.InvalidName:
+            record = None
+        if record is None:
+            self.set_status(404)
+            self.finish(self.host.render("not_found.html", owner=owner, slug=slug))
+            return
+        # Never let a browser or a cache keep the mapping: a republish must show at once.
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Redirect", INTERNAL_RENDER_PREFIX + record.notebook)
+        self.set_header("X-Dashboard-Version", str(record.version))
+        self.finish()
+
+
+class GalleryHandler(BaseHandler):
+    async def get(self):
+        records = await asyncio.to_thread(self.host.store.list, None)
+        dashboards = [dashboard_json(r, "") for r in records]
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(self.host.render("gallery.html", dashboards=dashboards, title=self.host.gallery_title))
+
+
+class HealthHandler(BaseHandler):
+    async def get(self):
+        voila_ok = await self.host.voila_serving()
+        self.set_status(200 if voila_ok else 503)
+        self.finish({"publisher": "ok", "voila": "ok" if voila_ok else "down", "version": __version__})
+
+
+def make_app(host: HostContext, log_function=None) -> tornado.web.Application:
+    """The service's routes; nginx decides which of them the public reaches (docs/publish.md)."""
+    part = r"([^/]+)"
+    return tornado.web.Application(
+        [
+            (r"/", GalleryHandler),
+            (r"/healthz", HealthHandler),
+            (r"/api/dashboards/?", DashboardListHandler),
+            (rf"/api/dashboards/{part}/{part}/?", DashboardHandler),
+            (rf"/dashboards/{part}/{part}/", RenderRouteHandler),
+        ],
+        host=host,
+        log_function=log_function,
+    )

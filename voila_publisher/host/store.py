@@ -1,0 +1,205 @@
+"""Atomic, versioned storage of published dashboards on the public host.
+
+Layout under the dashboards directory (the directory Voila serves)::
+
+    {owner}/{slug}/v000007/{slug}.ipynb     one immutable directory per published version
+    {owner}/{slug}/v000007/<data files>     (small files the notebook declared)
+    {owner}/{slug}/v000007/.dashboard.json  title, version, publication time
+    {owner}/{slug}/current -> v000007       symlink, swapped with one rename
+
+A version is written completely in a temporary directory, renamed into place, and only then
+does ``current`` move to it (a new symlink renamed over the old one), so a reader sees either
+the previous version or the new one, never a mix. Because every version has a path of its
+own, nothing keyed by notebook path (Voila's kernels, pre-rendered pools, caches) can ever
+serve the old content under the new version's path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from voila_publisher.notebooks import check_data_file_name, check_owner, check_slug
+
+CURRENT = "current"
+META = ".dashboard.json"
+_VERSION_DIR = re.compile(r"^v(\d{6,})$")
+
+
+@dataclass(frozen=True)
+class StoredDashboard:
+    owner: str
+    slug: str
+    title: str
+    version: int
+    published: str  # ISO 8601, UTC
+    notebook: str  # path of the notebook relative to the dashboards directory
+    source_path: str = ""  # where the notebook lives on the owner's server (shown to the owner only)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def version_dir_name(version: int) -> str:
+    return f"v{version:06d}"
+
+
+class DashboardStore:
+    """``versions_kept`` versions per dashboard stay on disk; a version beyond that count is
+    deleted only once it has been replaced for ``grace_seconds``, because a viewer routed to
+    it just before a republish still needs its files (the page, the kernel's data files)."""
+
+    def __init__(self, root, versions_kept: int = 3, grace_seconds: float = 300.0):
+        if versions_kept < 1:
+            raise ValueError("versions_kept must be at least 1 (the current version)")
+        self.root = Path(root)
+        self.versions_kept = versions_kept
+        self.grace_seconds = grace_seconds
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- paths -----------------------------------------------------------------------------
+    def _dashboard_dir(self, owner: str, slug: str) -> Path:
+        return self.root / check_owner(owner) / check_slug(slug)
+
+    def _lock(self, owner: str, slug: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((owner, slug), threading.Lock())
+
+    @staticmethod
+    def _versions(directory: Path) -> list[int]:
+        found = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                m = _VERSION_DIR.match(entry.name)
+                if m and entry.is_dir(follow_symlinks=False):
+                    found.append(int(m.group(1)))
+        return sorted(found)
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, owner: str, slug: str) -> StoredDashboard | None:
+        """The current version of a dashboard, or None if it is not published."""
+        directory = self._dashboard_dir(owner, slug)
+        try:
+            target = os.readlink(directory / CURRENT)
+            meta = json.loads((directory / target / META).read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            return None
+        return StoredDashboard(**meta)
+
+    def list(self, owner: str | None = None) -> list[StoredDashboard]:
+        """Every published dashboard (of ``owner`` if given), newest publication first."""
+        found = []
+        owners = [owner] if owner else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        for o in owners:
+            owner_dir = self.root / check_owner(o)
+            if not owner_dir.is_dir():
+                continue
+            for slug_dir in sorted(owner_dir.iterdir()):
+                if slug_dir.name.startswith(".") or not slug_dir.is_dir():
+                    continue
+                dashboard = self.get(o, slug_dir.name)
+                if dashboard is not None:
+                    found.append(dashboard)
+        return sorted(found, key=lambda d: d.published, reverse=True)
+
+    def versions(self, owner: str, slug: str) -> list[int]:
+        directory = self._dashboard_dir(owner, slug)
+        return self._versions(directory) if directory.is_dir() else []
+
+    # -- writing ---------------------------------------------------------------------------
+    def publish(
+        self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None, source_path: str = ""
+    ) -> StoredDashboard:
+        """Store a new version and make it current atomically; returns it."""
+        files = {check_data_file_name(name): data for name, data in (files or {}).items()}
+        directory = self._dashboard_dir(owner, slug)
+        notebook_name = f"{slug}.ipynb"
+        if notebook_name in files:
+            raise ValueError(f"a data file may not be called {notebook_name}")
+        with self._lock(owner, slug):
+            directory.mkdir(parents=True, exist_ok=True)
+            existing = self._versions(directory)
+            version = (existing[-1] + 1) if existing else 1
+            final = directory / version_dir_name(version)
+            staging = directory / f".staging-{uuid.uuid4().hex}"
+            staging.mkdir()
+            try:
+                record = StoredDashboard(
+                    owner=owner,
+                    slug=slug,
+                    title=title,
+                    version=version,
+                    published=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    notebook=f"{owner}/{slug}/{final.name}/{notebook_name}",
+                    source_path=source_path,
+                )
+                _write_durably(staging / notebook_name, notebook)
+                for name, data in files.items():
+                    target = staging / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _write_durably(target, data)
+                _write_durably(staging / META, json.dumps(record.to_json()).encode())
+                os.rename(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self._point_current(directory, final.name)
+            self._prune(directory)
+            return record
+
+    def unpublish(self, owner: str, slug: str) -> bool:
+        """Remove a dashboard and all its versions; False if it was not published."""
+        directory = self._dashboard_dir(owner, slug)
+        with self._lock(owner, slug):
+            if not directory.is_dir():
+                return False
+            # One rename takes the dashboard away for every reader at once; the slow
+            # recursive delete then happens out of sight.
+            doomed = directory.parent / f".deleted-{slug}-{uuid.uuid4().hex}"
+            os.rename(directory, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            return True
+
+    @staticmethod
+    def _point_current(directory: Path, version_name: str) -> None:
+        link = directory / f".current-{uuid.uuid4().hex}"
+        os.symlink(version_name, link)
+        os.replace(link, directory / CURRENT)
+
+    def prune(self) -> int:
+        """Delete every version past its grace period (run periodically); returns how many."""
+        removed = 0
+        for owner_dir in [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+            for slug_dir in [p for p in owner_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+                with self._lock(owner_dir.name, slug_dir.name):
+                    if slug_dir.is_dir():
+                        removed += self._prune(slug_dir)
+        return removed
+
+    def _prune(self, directory: Path) -> int:
+        versions = self._versions(directory)
+        now = time.time()
+        removed = 0
+        # versions[i + 1] replaced versions[i]; its directory's mtime says when.
+        for older, successor in zip(versions[: -self.versions_kept], versions[1:]):
+            replaced_at = (directory / version_dir_name(successor)).stat().st_mtime
+            if now - replaced_at >= self.grace_seconds:
+                shutil.rmtree(directory / version_dir_name(older), ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,64 @@
+"""How the publisher service starts Voila: its command line and its (scrubbed) environment.
+
+Pure functions, so they are unit-tested without starting anything.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Environment variables a Voila kernel may inherit; everything else (the shared secret,
+# whatever the service manager set) stays with the publisher service.
+KERNEL_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+def voila_argv(
+    *,
+    dashboards_dir: str,
+    ip: str,
+    port: int,
+    base_url: str,
+    execution_timeout: int,
+    cull_idle_timeout: int,
+    cull_interval: int,
+    cull_connected: bool,
+    preheat_pool_size: int = 0,
+    control_token_file: str = "",
+    extra_args: list[str] = (),
+    python: str = sys.executable,
+) -> list[str]:
+    """The Voila command line for serving ``dashboards_dir``; pure, so it is unit-tested."""
+    preheat = []
+    if preheat_pool_size > 0:
+        # No pool by default (old versions on disk cost nothing); the publisher names the
+        # current versions through the control endpoint (voila_publisher.host.voila_app).
+        preheat = [
+            "--VoilaConfiguration.preheat_kernel=True",
+            "--VoilaConfiguration.default_pool_size=0",
+            f"--PublisherVoila.pool_size={preheat_pool_size}",
+            f"--PublisherVoila.control_token_file={control_token_file}",
+        ]
+    return [
+        python, "-m", "voila_publisher.host.voila_app", "--no-browser",
+        f"--Voila.ip={ip}",
+        f"--Voila.port={port}",
+        f"--Voila.base_url={base_url}",
+        "--Voila.open_browser=False",
+        "--VoilaConfiguration.strip_sources=True",
+        "--VoilaConfiguration.show_tracebacks=False",
+        # Data files are for the kernel, not for download: Voila serves none of them.
+        "--VoilaConfiguration.file_denylist=.*",
+        f"--VoilaExecutor.timeout={execution_timeout}",
+        f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
+        f"--MappingKernelManager.cull_interval={cull_interval}",
+        f"--MappingKernelManager.cull_connected={cull_connected}",
+        *preheat,
+        *extra_args,
+        dashboards_dir,
+    ]
+
+
+def kernel_environment(source: dict, extra: dict) -> dict:
+    env = {k: v for k, v in source.items() if k in KERNEL_ENV_ALLOWED or k.startswith("LC_")}
+    env.update(extra)
+    return env

@@ -1,0 +1,310 @@
+"""Carries out sync and restore plans: listing, hashing, transfers, manifest bookkeeping.
+
+Blocking by design (threads and a shared connection pool); the server calls it from a
+worker thread, the command line directly. Planning itself lives in ``sync.py``.
+
+Guarantees:
+- an object becomes visible only complete: one PUT, or a multipart upload that is completed
+  only after every part arrived (and aborted otherwise);
+- every transfer is checked: Content-MD5 on the way up (the server rejects a mismatch),
+  ETag or stored MD5 on the way down, before the file replaces anything;
+- the manifest is flushed during the transfer, so an interrupted sync resumes where it stopped;
+- a restore writes to a hidden temporary file and renames it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from voila_publisher.paths import is_within
+from voila_publisher.sync.hashing import file_md5, is_plain_md5_etag
+from voila_publisher.sync.listing import LocalListing, list_local, resolve_selection
+from voila_publisher.sync.manifest import Manifest, ManifestEntry, manifest_path
+from voila_publisher.sync.plan import files_to_hash, objects_to_inspect, plan_restore, plan_sync, remote_view
+from voila_publisher.sync.config import BucketSync
+from voila_publisher.sync.job import Job
+from voila_publisher.sync.store import Cancelled, ObjectStore, RemoteObject, StoreError, open_store
+
+DOWNLOAD_BLOCK = 1024 * 1024
+
+
+class SyncEngine:
+    """Syncs ``root`` with ``s3://bucket/prefix`` for one user. One job at a time per engine."""
+
+    def __init__(self, config: BucketSync, root, username: str, store: ObjectStore | None = None):
+        self.config = config
+        self.root = Path(root)
+        self.prefix = config.prefix_for(username)
+        self._store = store
+        self._store_lock = threading.Lock()
+        directory = config.manifest_dir or self.root / ".hybrid-sync"
+        self.manifest_file = manifest_path(directory, config.endpoint_url, config.bucket, self.prefix)
+
+    @property
+    def store(self) -> ObjectStore:
+        # Created on first use and kept: a running server reuses warm connections.
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self.config)
+            return self._store
+
+    # -- shared steps ---------------------------------------------------------------------------
+
+    def _list_both(self, selection) -> tuple[LocalListing, dict[str, RemoteObject], list[str]]:
+        with ThreadPoolExecutor(1) as pool:
+            local_future = pool.submit(list_local, self.root, self.config.all_excludes, selection)
+            objects = self.store.list(self.prefix)
+            local = local_future.result()
+        view = remote_view(objects, self.prefix, self.config.all_excludes, selection)
+        return local, view.objects, view.unsafe_keys
+
+    def _survey(self, job: Job, pool, selection, manifest: Manifest):
+        """Everything a plan needs: both listings, the manifest, and the missing hashes."""
+        local, remote, unsafe = self._list_both(selection)
+        known = manifest.snapshot()
+        job.update(message="comparing")
+        hashes = self._resolve_unknowns(pool, local.files, remote, known)
+        return local, remote, unsafe, known, hashes
+
+    def _resolve_unknowns(self, pool, local, remote, manifest) -> dict[str, str]:
+        """Read the MD5 metadata of foreign multipart objects and hash unvouched local files."""
+        inspect = objects_to_inspect(local, remote, manifest)
+        for path, md5 in zip(inspect, pool.map(lambda p: self.store.head_md5(self.prefix + p), inspect)):
+            if md5:
+                remote[path] = RemoteObject(remote[path].size, remote[path].etag, md5.lower())
+
+        def hash_one(path):
+            try:
+                return path, file_md5(self.root / path)
+            except OSError:
+                return path, None  # vanished or unreadable: it will be treated as changed
+
+        return {p: h for p, h in pool.map(hash_one, files_to_hash(local, remote, manifest)) if h}
+
+    def _run_transfers(self, job: Job, pool, paths, transfer, manifest: Manifest, cancel: threading.Event):
+        fatal: StoreError | None = None
+        futures = {pool.submit(self._guarded, transfer, p, cancel): p for p in paths}
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                future.result()
+            except Cancelled:
+                continue
+            except StoreError as e:
+                if e.fatal:
+                    if fatal is None:
+                        fatal = e
+                    cancel.set()
+                else:
+                    job.error(path, e.message)
+            except OSError as e:
+                job.error(path, f"{e.strerror or e}")
+            job.add(files_done=1)
+            manifest.save_if_due()
+        return fatal
+
+    @staticmethod
+    def _guarded(transfer, path, cancel: threading.Event):
+        if cancel.is_set():
+            raise Cancelled()
+        return transfer(path)
+
+    def _fail(self, job: Job, error: StoreError, what: str) -> Job:
+        job.error("", error.message)
+        job.finish(f"{what} stopped: {error.message}", failed=True, reason=error.reason)
+        return job
+
+    def _interrupted(self, job: Job, what: str) -> Job:
+        left = job.files_total - job.files_done
+        job.finish(f"{what} interrupted with {left} files left for the next {what}", failed=True, reason="interrupted")
+        return job
+
+    # -- sync (local -> bucket) -------------------------------------------------------------------
+
+    def sync(self, job: Job, paths: list[str] | None = None, delete: bool = False) -> Job:
+        """Upload what changed. Raises PathOutsideRoot before doing anything for a bad path."""
+        selection = resolve_selection(self.root, paths)
+        manifest = Manifest.load(self.manifest_file)
+        cancel = job.cancel_event
+        pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync")
+        self._parts = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-sync-part")
+        self._multipart = self.store.large_uploader(
+            self._parts,
+            threading.BoundedSemaphore(self.config.concurrency),
+            self.config.multipart_chunksize,
+            self.config.multipart_single_pass,
+        )
+        try:
+            try:
+                local, remote, _, known, hashes = self._survey(job, pool, selection, manifest)
+            except StoreError as e:
+                return self._fail(job, e, "sync")
+            plan = plan_sync(
+                local.files,
+                remote,
+                known,
+                hashes,
+                delete=delete,
+                listing_complete=not local.errors,
+                max_file_size=self.config.max_file_size,
+            )
+            for path, entry in plan.learned.items():
+                manifest.record(path, entry)
+            for path, message in local.errors:
+                job.error(path, f"not readable, not synced: {message}")
+            for path in plan.too_large:
+                job.error(path, f"larger than c.BucketSync.max_file_size ({self.config.max_file_size} bytes), not synced")
+            job.update(
+                files_total=len(plan.transfer) + len(plan.delete),
+                bytes_total=sum(local.files[p].size for p in plan.transfer),
+                skipped=len(plan.skip),
+                conflicts=list(plan.conflicts),
+                message=f"uploading {len(plan.transfer)} files",
+            )
+            fatal = self._run_transfers(
+                job, pool, plan.transfer, lambda p: self._upload(job, p, manifest), manifest, cancel
+            )
+            if fatal is None and not cancel.is_set() and plan.delete:
+                job.update(message=f"deleting {len(plan.delete)} remote files")
+                fatal = self._run_transfers(job, pool, plan.delete, lambda p: self._delete(job, p, manifest), manifest, cancel)
+            if fatal is not None:
+                return self._fail(job, fatal, "sync")
+            if cancel.is_set():
+                return self._interrupted(job, "sync")
+            if delete and local.errors:
+                job.error("", "some local files could not be read, so no remote file was deleted")
+            job.finish(self._summary(job, "uploaded"))
+            return job
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._parts.shutdown(wait=True, cancel_futures=True)
+            manifest.save()
+
+    def _upload(self, job: Job, path: str, manifest: Manifest) -> None:
+        abs_path = self.root / path
+        key = self.prefix + path
+        before = os.stat(abs_path)
+        if before.st_size >= self.config.multipart_threshold:
+            md5, etag = self._multipart.upload(job, abs_path, key)
+        else:
+            with open(abs_path, "rb") as f:
+                data = f.read()
+            digest = hashlib.md5(data).digest()
+            md5 = digest.hex()
+            etag = self.store.put(key, data, digest)
+            if is_plain_md5_etag(etag) and etag != md5:
+                raise StoreError("checksum-mismatch", f"{key}: the store answered ETag {etag} for content with MD5 {md5}")
+            job.add(bytes_done=len(data))
+        job.add(uploaded=1)
+        after = os.stat(abs_path)
+        if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            manifest.record(path, ManifestEntry(after.st_size, after.st_mtime_ns, md5, etag))
+        else:
+            manifest.forget(path)  # changed while it was sent: the next sync looks at it again
+
+    def _delete(self, job: Job, path: str, manifest: Manifest) -> None:
+        self.store.delete(self.prefix + path)
+        manifest.forget(path)
+        job.add(deleted=1)
+
+    # -- restore (bucket -> local) ------------------------------------------------------------------
+
+    def restore(self, job: Job, paths: list[str] | None = None, overwrite: bool = False) -> Job:
+        """Download the bucket's files; a local file that would be lost is reported as a conflict."""
+        selection = resolve_selection(self.root, paths)
+        manifest = Manifest.load(self.manifest_file)
+        cancel = job.cancel_event
+        pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="hybrid-restore")
+        try:
+            try:
+                local, remote, unsafe, known, hashes = self._survey(job, pool, selection, manifest)
+            except StoreError as e:
+                return self._fail(job, e, "restore")
+            for key in unsafe:
+                job.error(key, "object key would land outside the notebook root; not restored")
+            plan = plan_restore(local.files, remote, known, hashes, overwrite=overwrite)
+            for path, entry in plan.learned.items():
+                manifest.record(path, entry)
+            job.update(
+                files_total=len(plan.transfer),
+                bytes_total=sum(remote[p].size for p in plan.transfer),
+                skipped=len(plan.skip),
+                conflicts=list(plan.conflicts),
+                message=f"downloading {len(plan.transfer)} files",
+            )
+            fatal = self._run_transfers(
+                job,
+                pool,
+                plan.transfer,
+                lambda p: self._download(job, p, remote[p], local.files.get(p), overwrite, manifest),
+                manifest,
+                cancel,
+            )
+            if fatal is not None:
+                return self._fail(job, fatal, "restore")
+            if cancel.is_set():
+                return self._interrupted(job, "restore")
+            job.finish(self._summary(job, "downloaded"))
+            return job
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            manifest.save()
+
+    def _download(self, job: Job, path: str, obj: RemoteObject, listed, overwrite: bool, manifest: Manifest) -> None:
+        target = self.root / path
+        if not is_within(os.path.realpath(self.root), os.path.realpath(target.parent)):
+            raise StoreError("outside-root", f"{path}: its directory is a link out of the notebook root; not restored")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        resp = self.store.get(self.prefix + path)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".hybrid-restore")
+        try:
+            digest = hashlib.md5()
+            with os.fdopen(fd, "wb") as f:
+                try:
+                    for block in resp.stream(DOWNLOAD_BLOCK):
+                        f.write(block)
+                        digest.update(block)
+                        job.add(bytes_done=len(block))
+                finally:
+                    resp.release_conn()
+            md5 = digest.hexdigest()
+            etag = (resp.headers.get("ETag") or obj.etag).strip('"').lower()
+            expected = (resp.headers.get("x-amz-meta-md5") or obj.md5 or (etag if is_plain_md5_etag(etag) else "")).lower()
+            if expected and md5 != expected:
+                raise StoreError("checksum-mismatch", f"{path}: downloaded content has MD5 {md5}, the bucket says {expected}")
+            if not overwrite and self._changed_since_listing(target, listed):
+                job.conflict(path)
+                return  # someone wrote the file while it downloaded: keep theirs
+            os.replace(tmp, target)
+            tmp = None
+            st = os.stat(target)
+            manifest.record(path, ManifestEntry(st.st_size, st.st_mtime_ns, md5, etag))
+            job.add(downloaded=1)
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _changed_since_listing(target: Path, listed) -> bool:
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            return False
+        return listed is None or (st.st_size, st.st_mtime_ns) != (listed.size, listed.mtime_ns)
+
+    @staticmethod
+    def _summary(job: Job, verb: str) -> str:
+        snap = job.to_json()
+        parts = [f"{snap[verb]} {verb}", f"{snap['skipped']} unchanged"]
+        if snap["deleted"]:
+            parts.append(f"{snap['deleted']} deleted")
+        if snap["conflicts"]:
+            parts.append(f"{len(snap['conflicts'])} conflicts left untouched")
+        if snap["errors"]:
+            parts.append(f"{len(snap['errors'])} errors")
+        return ", ".join(parts)
