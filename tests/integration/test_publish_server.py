@@ -159,3 +159,15 @@ async def test_unreachable_host_is_reported(jp_fetch, jp_serverapp, write_notebo
     path = write_notebook("unreachable.ipynb", make_notebook(("code", "1")))
     status, error = await _call(jp_fetch, "POST", body={"path": path})
     assert status == 502 and error["reason"] == "publisher-unreachable"
+
+
+async def test_the_lab_learns_a_notebooks_dashboard_name_from_the_server(jp_fetch, write_notebook, publisher_api):
+    """The Lab never computes a slug: the name it asks for is the one publishing gives."""
+    path = write_notebook("Übersicht.ipynb", make_notebook())
+    response = await jp_fetch("hybrid", "publish", "_slug", params={"path": path})
+    asked = json.loads(response.body)["slug"]
+    status, dashboard = await _call(jp_fetch, "POST", body={"path": path})
+    assert status in (200, 201) and asked == dashboard["slug"] == "ubersicht"
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("hybrid", "publish", "_slug", params={"path": "---.ipynb"})
+    assert e.value.code == 400 and json.loads(e.value.response.body)["reason"] == "invalid-name"
