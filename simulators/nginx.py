@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from simulators import REPO_ROOT
-from simulators.processes import ManagedProcess, free_port, http_ok
+from simulators.processes import ManagedProcess, as_user, free_port, http_ok
 
 NGINX_DIR = REPO_ROOT / "jupyter_config" / "nginx"
 TEMPLATE = "public-host.conf.j2"
@@ -56,9 +56,14 @@ def render_public_host_conf(*, standalone: bool, prefix: str | Path | None = Non
 class NginxProcess(ManagedProcess):
     """nginx with the public host's config in ``directory``, listening on 127.0.0.1:``port``."""
 
-    def __init__(self, directory, *, publisher_port: int, voila_port: int, port: int | None = None, **settings):
+    def __init__(self, directory, *, publisher_port: int, voila_port: int, port: int | None = None, user: str | None = None, log_dir=None, **settings):
+        """``user``: run nginx (master and workers) as this account instead of the caller's (needs root)."""
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.user = user
+        if user:
+            shutil.chown(self.dir, user, user)
+            os.chmod(self.dir, 0o700)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf_path = self.dir / "nginx.conf"
@@ -70,15 +75,17 @@ class NginxProcess(ManagedProcess):
                 server_name="localhost",
                 publisher=f"127.0.0.1:{publisher_port}",
                 voila=f"127.0.0.1:{voila_port}",
-                worker_user="root" if os.geteuid() == 0 else "",
+                worker_user="root" if os.geteuid() == 0 and not user else "",
                 **settings,
             )
         )
+        if user:
+            shutil.chown(self.conf_path, user, user)
         self.check_config()
         super().__init__(
             "nginx",
-            [nginx_binary(), "-c", self.conf_path, "-p", f"{self.dir}/", "-e", self.dir / "error.log", "-g", "daemon off;"],
-            log_dir=self.dir,
+            as_user(user, [nginx_binary(), "-c", self.conf_path, "-p", f"{self.dir}/", "-e", self.dir / "error.log", "-g", "daemon off;"]),
+            log_dir=log_dir or self.dir,
             ready=http_ok(f"{self.url}/no-such-page", accept=(404,)),
             ready_timeout=20,
         )
@@ -86,7 +93,7 @@ class NginxProcess(ManagedProcess):
     def check_config(self) -> None:
         """``nginx -t`` on the rendered file, so a template mistake fails with nginx's words."""
         result = subprocess.run(
-            [nginx_binary(), "-t", "-c", str(self.conf_path), "-p", f"{self.dir}/", "-e", str(self.dir / "error.log")],
+            as_user(self.user, [nginx_binary(), "-t", "-c", str(self.conf_path), "-p", f"{self.dir}/", "-e", str(self.dir / "error.log")]),
             capture_output=True, text=True,
         )
         if result.returncode != 0:

@@ -150,6 +150,14 @@ def tcp_open(host: str, port: int):
     return lambda: port_open(host, port)
 
 
+def as_user(user: str | None, argv: list) -> list:
+    """``argv`` run as ``user`` (with that account's groups, no capabilities), or as it is when
+    ``user`` is None. Needs root."""
+    if user is None:
+        return list(argv)
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--inh-caps=-all", "--", *argv]
+
+
 def venv_bin_dir() -> Path:
     """The directory of the running interpreter's scripts (jupyterhub, moto_server, weed ...)."""
     import sys

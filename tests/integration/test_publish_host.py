@@ -253,3 +253,18 @@ def test_nginx_refuses_huge_uploads_with_json(public_host):
     r = requests.put(f"{public_host.api_url}dashboards/alice/huge", data=b"x" * (33 * 1024 * 1024),
                      headers={"Authorization": f"Bearer {token}"}, timeout=60)
     assert r.status_code == 413 and r.json()["reason"] == "too-large"
+
+
+def test_every_public_answer_forbids_framing_sniffing_and_referrers(publisher_api, unique_slug, public_host):
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print(1)")))
+    answers = {
+        "gallery": requests.get(public_host.url + "/", timeout=30),
+        "dashboard": publisher_api.render("alice", unique_slug),
+        "not found": requests.get(public_host.url + "/dashboards/_voila/voila/tree", timeout=30),
+        "api": publisher_api.list(),
+    }
+    for name, answer in answers.items():
+        assert answer.headers.get("X-Frame-Options") == "DENY", name
+        assert "frame-ancestors 'none'" in answer.headers.get("Content-Security-Policy", ""), name
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert answer.headers.get("Referrer-Policy") == "no-referrer", name

@@ -30,7 +30,7 @@ def test_republish_is_never_answered_by_a_stale_preheated_kernel(preheated_publi
         # The publish answered after pre-rendering: this page comes from the pool of this version.
         page = api.render("alice", unique_slug).text
         assert re.findall(r"edition (\d+)", page) == [str(edition)]
-    log = preheated_public_host.publisher.log_text()
+    log = preheated_public_host.log_text()
     assert "Using pre-heated kernel: " in log
     assert re.search(rf"Using pre-heated kernel: \S+ for alice/{unique_slug}/v000002/{unique_slug}.ipynb", log), log[-2000:]
 

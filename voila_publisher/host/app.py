@@ -11,9 +11,14 @@ Run it as ``voila-publisher`` (see ``--help-all``); its HTTP handlers are in
   (``X-Accel-Redirect``) to Voila's render URL of the *current version's* file, so the public
   URL stays the same while Voila only ever sees immutable, versioned paths;
 * renders the public gallery at ``/``;
-* starts Voila (sources stripped, tracebacks hidden, idle kernels culled, an execution
-  timeout) as a child process with a scrubbed environment: kernels run published code, so they
-  must not see the shared secret or anything else of this service.
+* runs Voila (sources stripped, tracebacks hidden, idle kernels culled, an execution
+  timeout) with every kernel in a sandbox of its own (:mod:`voila_publisher.host.sandbox`):
+  kernels run published code, so they must not see the shared secret, the store or anything
+  else of this host. In production Voila is a service of its own under another account
+  (``--print-voila-command`` gives its command line); ``start_voila`` starts it as a child
+  for development and the demo.
+
+It refuses to run as root.
 
 It never talks to the research bucket and holds no cloud credentials.
 """
@@ -24,7 +29,7 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
+import shlex
 import signal
 import tempfile
 from pathlib import Path
@@ -87,7 +92,9 @@ class PublisherService(Application):
     max_data_size = Integer(20 * 1024 * 1024, config=True, help="Largest total size of a dashboard's declared data files, in bytes (413 above).")
     max_data_files = Integer(20, config=True, help="Most data files one dashboard may carry.")
 
-    start_voila = Bool(True, config=True, help="Start and watch Voila as a child process. Turn off to run Voila under its own service manager unit (then use voila_argv's options).")
+    start_voila = Bool(True, config=True, help="Start and watch Voila as a child process, under this service's account (development, the demo). "
+        "In production turn it off and run Voila as a unit of its own under another account, with the command "
+        "line --print-voila-command gives.")
     voila_ip = Unicode("127.0.0.1", config=True, help="Address Voila listens on (nginx's upstream 'voila').")
     voila_port = Integer(8866, config=True, help="Port Voila listens on.")
     voila_base_url = Unicode("/dashboards/_voila/", config=True, help="Voila's base URL; nginx proxies this prefix (static files, kernel WebSockets) to Voila. Must match the nginx config.")
@@ -113,8 +120,31 @@ class PublisherService(Application):
     )
     preheat_pool_size = Integer(1, config=True, help="Pre-heated kernels per dashboard when preheat_kernels is on.")
     voila_extra_args = List(Unicode(), config=True, help="More command line arguments for Voila, e.g. ['--theme=dark'].")
-    voila_env = Dict(config=True, help="Extra environment variables for Voila and its kernels. Never put secrets here: published code can read them.")
-    voila_user = Unicode("", config=True, help="Unix user to run Voila (and so the published code) as; recommended in production, needs root to start.")
+    voila_env = Dict(config=True, help="Extra environment variables for Voila (its kernels get none of them, see kernel_*). Never put secrets here.")
+    control_token_file = Unicode(
+        "", config=True,
+        help="With preheat_kernels and Voila run as its own service: a file holding the token for Voila's pool "
+        "endpoint, readable by both accounts (e.g. owned by this service's user, group of Voila's, mode 0640). "
+        "Empty: a new token in runtime_dir.",
+    )
+
+    # The sandbox of every dashboard kernel (voila_publisher.host.sandbox).
+    kernel_memory_limit = Integer(2 * 1024**3, config=True, help="Address space of a dashboard kernel, in bytes; larger allocations fail with MemoryError.")
+    kernel_cpu_limit = Integer(600, config=True, help="CPU seconds a dashboard kernel may use over its life; a runaway loop is killed after this.")
+    kernel_lifetime = Integer(3600, config=True, help="Longest life of a dashboard kernel, in seconds (a viewer's page then needs a reload).")
+    kernel_max_processes = Integer(64, config=True, help="Processes and threads a dashboard kernel may have (stops fork bombs).")
+    kernel_tmp_size = Integer(64 * 1024**2, config=True, help="Size of each kernel's private /tmp, in bytes.")
+    kernel_network = Bool(
+        False, config=True,
+        help="Let dashboard kernels use the host's network (off: they reach no host at all, not even loopback). "
+        "Turn on only behind a firewall that limits what they may reach; see docs/publish.md.",
+    )
+    allow_root = Bool(False, config=True, help="Start even as root. Never in production: run this service as its own unprivileged user (docs/publish.md).")
+    print_voila_command = Bool(
+        False, config=True,
+        help="Print the Voila command line this configuration means and exit: the ExecStart of a Voila unit of its own "
+        "(start_voila=False), so Voila runs as an account that is not this service's.",
+    )
 
     classes = []
     aliases = {
@@ -124,6 +154,10 @@ class PublisherService(Application):
         "voila-port": "PublisherService.voila_port",
         "public-url": "PublisherService.public_url",
         "config": "PublisherService.config_file",
+    }
+    flags = {
+        "print-voila-command": ({"PublisherService": {"print_voila_command": True}}, "Print Voila's command line and exit."),
+        "allow-root": ({"PublisherService": {"allow_root": True}}, "Start even as root (development only)."),
     }
 
     @default("log_level")
@@ -143,6 +177,17 @@ class PublisherService(Application):
         if self.config_file:
             self.load_config_file(self.config_file)
             self.update_config(self.cli_config)  # the command line wins over the file
+        if self.print_voila_command:
+            print(" ".join(shlex.quote(a) for a in self.voila_command()))
+            self.exit(0)
+        if os.geteuid() == 0 and not self.allow_root:
+            self.log.critical(
+                "refusing to run as root: published notebooks run on this host. Run voila-publisher as its own "
+                "unprivileged user and Voila as another (docs/publish.md), or pass --allow-root for development."
+            )
+            self.exit(2)
+        # New versions are group-readable (Voila's account reads them) and nobody else's.
+        os.umask(0o027)
         self._secret = self.shared_secret
         if self.shared_secret_file:
             self._secret = Path(self.shared_secret_file).read_text().strip()
@@ -193,19 +238,30 @@ class PublisherService(Application):
         writer.close()
         return True
 
-    async def _start_voila(self):
-        argv = voila_argv(
+    def voila_command(self) -> list[str]:
+        """Voila's command line for this configuration (the sandbox settings included)."""
+        return voila_argv(
             dashboards_dir=str(Path(self.dashboards_dir).resolve()),
             ip=self.voila_ip, port=self.voila_port, base_url=self.voila_base_url,
             execution_timeout=self.execution_timeout, cull_idle_timeout=self.cull_idle_timeout,
             cull_interval=self.cull_interval, cull_connected=self.cull_connected,
             preheat_pool_size=self.preheat_pool_size if self.preheat_kernels else 0,
-            control_token_file=self._write_control_token() if self.preheat_kernels else "",
+            control_token_file=self._control_token_path() if self.preheat_kernels else "",
             extra_args=list(self.voila_extra_args),
+            sandbox={
+                "sandbox_memory_bytes": self.kernel_memory_limit,
+                "sandbox_cpu_seconds": self.kernel_cpu_limit,
+                "sandbox_wall_clock_seconds": self.kernel_lifetime,
+                "sandbox_max_processes": self.kernel_max_processes,
+                "sandbox_tmp_bytes": self.kernel_tmp_size,
+                "sandbox_network": self.kernel_network,
+            },
         )
-        kwargs = {"user": self.voila_user} if self.voila_user else {}
+
+    async def _start_voila(self):
+        argv = self.voila_command()
         self.voila_process = await asyncio.create_subprocess_exec(
-            *argv, env=kernel_environment(os.environ, self.voila_env), cwd=self.dashboards_dir, **kwargs
+            *argv, env=kernel_environment(os.environ, self.voila_env), cwd=self.dashboards_dir
         )
         self.log.info("started Voila (pid %d) on %s:%d serving %s", self.voila_process.pid, self.voila_ip, self.voila_port, self.dashboards_dir)
 
@@ -217,22 +273,28 @@ class PublisherService(Application):
 
         asyncio.ensure_future(prune())
 
-    def _write_control_token(self) -> str:
+    def _control_token_path(self) -> str:
+        """The file Voila reads the pool endpoint's token from (written here unless the admin gave one)."""
+        if self.control_token_file:
+            return self.control_token_file
+        directory = self.runtime_dir or getattr(self, "_runtime_tmp", "") or tempfile.mkdtemp(prefix="voila-publisher-")
+        self._runtime_tmp = directory
+        return os.path.join(directory, "control_token")
+
+    def _load_control_token(self) -> None:
+        path = self._control_token_path()
+        if self.control_token_file:
+            self._control_token = Path(path).read_text().strip()
+            return
         self._control_token = secrets.token_urlsafe(32)
-        directory = self.runtime_dir or tempfile.mkdtemp(prefix="voila-publisher-")
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        path = os.path.join(directory, "control_token")
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(self._control_token)
-        if self.voila_user:
-            shutil.chown(directory, self.voila_user)
-            shutil.chown(path, self.voila_user)
-        return path
 
     @property
     def preheating(self) -> bool:
-        return self.preheat_kernels and self.start_voila
+        return self.preheat_kernels
 
     def pools_changed(self) -> None:
         """After an unpublish: tell Voila which versions to keep pre-heated (in the background)."""
@@ -278,11 +340,13 @@ class PublisherService(Application):
         pruner.start()
         self.log.info("voila-publisher %s on http://%s:%d, dashboards in %s", __version__, self.ip, self.port, self.dashboards_dir)
         watcher = None
+        if self.preheat_kernels:
+            self._load_control_token()
         if self.start_voila:
             await self._start_voila()
             watcher = asyncio.ensure_future(self._watch_voila(stopping))
-            if self.preheat_kernels:
-                asyncio.ensure_future(self._preheat_when_voila_serves())
+        if self.preheat_kernels:
+            asyncio.ensure_future(self._preheat_when_voila_serves())
         await stopping.wait()
         server.stop()
         pruner.stop()

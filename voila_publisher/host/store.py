@@ -51,6 +51,17 @@ def version_dir_name(version: int) -> str:
     return f"v{version:06d}"
 
 
+def is_version_dir(root, path) -> bool:
+    """True when ``path`` (symlinks resolved) is one dashboard version's directory,
+    ``{owner}/{slug}/vNNNNNN`` right under ``root``: the only place a dashboard kernel may run."""
+    root, path = Path(root).resolve(), Path(path).resolve()
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    return len(parts) == 3 and _VERSION_DIR.match(parts[2]) is not None
+
+
 class DashboardStore:
     """``versions_kept`` versions per dashboard stay on disk; a version beyond that count is
     deleted only once it has been replaced for ``grace_seconds``, because a viewer routed to

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import sys
 
-# Environment variables a Voila kernel may inherit; everything else (the shared secret,
-# whatever the service manager set) stays with the publisher service.
+SANDBOX_KERNEL_MANAGER = "voila_publisher.host.sandbox_kernel.SandboxKernelManager"
+
+# Environment variables Voila may inherit from the publisher (kernels get less still, see
+# voila_publisher.host.sandbox); everything else (the shared secret, whatever the service
+# manager set) stays with the publisher service.
 KERNEL_ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
@@ -25,6 +28,7 @@ def voila_argv(
     preheat_pool_size: int = 0,
     control_token_file: str = "",
     extra_args: list[str] = (),
+    sandbox: dict | None = None,
     python: str = sys.executable,
 ) -> list[str]:
     """The Voila command line for serving ``dashboards_dir``; pure, so it is unit-tested."""
@@ -52,10 +56,21 @@ def voila_argv(
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
         f"--MappingKernelManager.cull_interval={cull_interval}",
         f"--MappingKernelManager.cull_connected={cull_connected}",
+        # Every kernel in its own sandbox (voila_publisher.host.sandbox_kernel); a kernel the
+        # sandbox killed for a limit stays dead instead of being restarted into a loop.
+        f"--AsyncMappingKernelManager.kernel_manager_class={SANDBOX_KERNEL_MANAGER}",
+        "--SandboxKernelManager.autorestart=False",
+        *(f"--SandboxKernelManager.{name}={_cli_value(value)}" for name, value in sorted((sandbox or {}).items())),
         *preheat,
         *extra_args,
         dashboards_dir,
     ]
+
+
+def _cli_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(repr(str(v)) for v in value) + "]"
+    return str(value)
 
 
 def kernel_environment(source: dict, extra: dict) -> dict:
