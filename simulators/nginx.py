@@ -32,6 +32,7 @@ PRODUCTION_SETTINGS = dict(
     voila="127.0.0.1:8866",
     voila_base_url="/dashboards/_voila/",
     render_prefix="/_voila_render/",
+    static_root="/var/lib/voila-publisher/static",
     allowed_networks=PRIVATE_NETWORKS,
     client_max_body_size="32m",
     read_timeout="3600s",

@@ -64,7 +64,7 @@ class PublisherProcess(ManagedProcess):
     def __init__(
         self, directory, *, secret: str, dashboards_dir: Path, start_voila: bool, user: str | None = None,
         public_url: str = "", versions_kept: int = 3, extra_config: str = "", control_token_file: str = "",
-        voila_runtime_dir: str = "", env: dict | None = None, log_dir=None,
+        voila_runtime_dir: str = "", static_dir: Path | None = None, env: dict | None = None, log_dir=None,
     ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +84,7 @@ class PublisherProcess(ManagedProcess):
             f"c.PublisherService.port = {self.port}\n"
             f"c.PublisherService.voila_port = {self.voila_port}\n"
             f"c.PublisherService.dashboards_dir = {str(dashboards_dir)!r}\n"
+            f"c.PublisherService.static_dir = {str(static_dir or '')!r}\n"
             f"c.PublisherService.shared_secret_file = {str(secret_file)!r}\n"
             f"c.PublisherService.public_url = {public_url!r}\n"
             f"c.PublisherService.versions_kept = {versions_kept}\n"
@@ -153,6 +154,8 @@ class PublicHost:
             self.base = self.dir
         publisher_dir = self.base / "publisher"
         dashboards = self.base / "dashboards"
+        static = self.base / "static"
+        nginx_user = NGINX_USER if self.separate_accounts and _account_exists(NGINX_USER) else None
         voila_home = self.base / "voila"
         shared = self.base / "publisher-voila"
         control_token_file = ""
@@ -160,6 +163,8 @@ class PublicHost:
             _own(publisher_dir, PUBLISHER_USER, PUBLISHER_USER, 0o700)
             # The store: written by the publisher, read by Voila's group, nobody else.
             _own(dashboards, PUBLISHER_USER, VOILA_USER, 0o2750)
+            # Static pages: written by the publisher, read by nginx's group, nothing else of the store.
+            _own(static, PUBLISHER_USER, nginx_user or PUBLISHER_USER, 0o2750)
             _own(voila_home, VOILA_USER, VOILA_USER, 0o700)
             _own(shared, PUBLISHER_USER, VOILA_USER, 0o750)
             control_token_file = str(shared / "control_token")
@@ -170,7 +175,7 @@ class PublicHost:
         self.publisher = PublisherProcess(
             publisher_dir, secret=self.secret, dashboards_dir=dashboards, start_voila=not self.separate_accounts,
             user=PUBLISHER_USER if self.separate_accounts else None, public_url=self.url, versions_kept=versions_kept,
-            extra_config=extra_config, control_token_file=control_token_file, env=env, log_dir=self.dir,
+            extra_config=extra_config, control_token_file=control_token_file, static_dir=static, env=env, log_dir=self.dir,
             voila_runtime_dir="" if self.separate_accounts else str(self.base / "voila-runtime"),
         )
         if self.separate_accounts:
@@ -182,7 +187,7 @@ class PublicHost:
         nginx_dir = self.base / "nginx"
         self.nginx = NginxProcess(
             nginx_dir, port=self.nginx_port, publisher_port=self.publisher.port, voila_port=self.publisher.voila_port,
-            user=NGINX_USER if self.separate_accounts and _account_exists(NGINX_USER) else None, log_dir=self.dir,
+            user=nginx_user, log_dir=self.dir, static_root=str(static),
             **nginx_settings,
         )
 

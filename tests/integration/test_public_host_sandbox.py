@@ -22,7 +22,7 @@ import requests
 from simulators.processes import wait_until
 from simulators.voila_host import PUBLISHER_USER, PublicHost
 from tests.fixtures.attacks import BIG_ALLOCATION, FORK_BOMB, STUBBORN_LOOP, parse_marked_json, probe_cell
-from tests.fixtures.publish import PLANTED_ENV, PublisherApi, make_notebook
+from tests.fixtures.publish import LIVE, PLANTED_ENV, PublisherApi, make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,9 @@ def _refused(result: dict, *reasons) -> bool:
     return result.get("type") in reasons or (code is not None and errno.errorcode.get(code) in reasons)
 
 
-def test_a_dashboard_that_attacks_reads_writes_and_connects_is_refused_everywhere(api, host, victim, hub_like):
+@pytest.mark.parametrize("mode", ["prerendered", "live"])
+def test_a_dashboard_that_attacks_reads_writes_and_connects_is_refused_everywhere(api, host, victim, hub_like, mode):
+    """Run once at publish time (the static page's render) and once in a viewer's own kernel."""
     targets = {
         "secret_file": str(host.publisher.dir / "shared_secret"),
         "store_dir": str(host.dashboards_dir),
@@ -115,11 +117,13 @@ def test_a_dashboard_that_attacks_reads_writes_and_connects_is_refused_everywher
         },
         "planted_values": sorted(PLANTED_ENV.values()) + [host.secret],
     }
-    notebook = make_notebook(("code", probe_cell(targets)), metadata={"voila_publisher": {"data_files": ["data.csv"]}})
-    r = api.put("mallory", "probe", notebook, files={"data.csv": b"own,data\n"})
+    metadata = {"voila_publisher": {"data_files": ["data.csv"], "live": mode == "live"}}
+    notebook = make_notebook(("code", probe_cell(targets)), metadata=metadata)
+    r = api.put("mallory", f"probe-{mode}", notebook, files={"data.csv": b"own,data\n"})
     assert r.status_code == 201, r.text
-    page = api.render("mallory", "probe")
+    page = api.render("mallory", f"probe-{mode}")
     assert page.status_code == 200, host.log_text()[-3000:]
+    assert ('"kernelId"' in page.text) == (mode == "live")
     results = parse_marked_json(page.text, "PROBES")
 
     not_there = ("FileNotFoundError", "ENOENT")
@@ -146,7 +150,7 @@ def test_a_dashboard_that_attacks_reads_writes_and_connects_is_refused_everywher
     assert results["tmp_writable"] is True
 
     _assert_victim_intact(api, host, victim)
-    assert not (host.dashboards_dir / "mallory" / "probe" / "current" / "defaced.txt").exists()
+    assert not (host.dashboards_dir / "mallory" / f"probe-{mode}" / "current" / "defaced.txt").exists()
 
 
 def test_a_fork_bomb_stops_at_the_process_limit(api, host, victim):
@@ -188,7 +192,7 @@ def test_an_endless_loop_that_ignores_interrupts_is_killed_by_the_cpu_limit(api,
 def test_nothing_on_the_public_host_runs_as_root_and_the_secret_is_the_publishers_alone(api, host):
     if not host.separate_accounts:
         pytest.skip("separate service accounts need the tests to run as root")
-    api.put("alice", "open-kernel", make_notebook(("code", "x = 1")))
+    api.put("alice", "open-kernel", make_notebook(("code", "x = 1"), metadata=LIVE))
     assert api.render("alice", "open-kernel").status_code == 200  # a kernel is alive now
     tree = _descendants([p.proc.pid for p in host.processes()])
     assert len(tree) >= 5, tree  # publisher, Voila, nginx master and worker, a kernel

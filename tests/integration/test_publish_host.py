@@ -12,7 +12,7 @@ import requests
 import websocket
 
 from simulators.nginx import NginxProcess
-from tests.fixtures.publish import PLANTED_ENV, make_notebook
+from tests.fixtures.publish import LIVE, PLANTED_ENV, make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_publish_renders_output_and_no_source_through_nginx(publisher_api, uniqu
 
 
 def test_kernel_websocket_upgrades_through_nginx(publisher_api, unique_slug, public_host):
-    publisher_api.put("alice", unique_slug, make_notebook(("code", "x = 1")))
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "x = 1"), metadata=LIVE))
     page = publisher_api.render("alice", unique_slug)
     assert page.status_code == 200
     kernel_id = _kernel_id(page.text)
@@ -180,7 +180,7 @@ def test_undeclared_data_file_is_refused(publisher_api, unique_slug, public_host
 
 def test_voila_internals_and_old_versions_are_not_public(publisher_api, unique_slug, public_host):
     publisher_api.put("alice", unique_slug, make_notebook(("code", "print('v1')")))
-    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('v2')")))
+    publisher_api.put("alice", unique_slug, make_notebook(("code", "print('v2')"), metadata=LIVE))
     base = public_host.url
     for path in (
         f"/dashboards/_voila/voila/render/alice/{unique_slug}/v000001/{unique_slug}.ipynb",
@@ -189,6 +189,7 @@ def test_voila_internals_and_old_versions_are_not_public(publisher_api, unique_s
         "/dashboards/_voila/voila/tree",
         f"/dashboards/_voila/voila/files/alice/{unique_slug}/current/{unique_slug}.ipynb",
         "/dashboards/_voila/api/contents",
+        f"/_static_page/alice/{unique_slug}/v000001.html",
     ):
         assert requests.get(base + path, timeout=30).status_code == 404, path
     # The static assets the page needs are served.

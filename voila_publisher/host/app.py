@@ -66,6 +66,23 @@ class PublisherService(Application):
         help="Directory holding the published dashboards (one subdirectory per owner); Voila serves it. "
         "Give the service write access and Voila's user read access only.",
     )
+    static_pages = Bool(
+        True, config=True,
+        help="Render each new version once, in the sandbox, at publish time; if its page needs no live kernel (no "
+        "widgets, no failed cell) nginx serves that page to every viewer with no kernel per visit "
+        "(voila_publisher.host.prerender). Dashboards with widgets are always served live by Voila.",
+    )
+    static_dir = Unicode(
+        "", config=True,
+        help="Directory of the static pages (nginx reads it: give its user read access to this one only). "
+        "Default: 'static' beside dashboards_dir.",
+    )
+    prerender_timeout = Integer(120, config=True, help="Seconds a whole dashboard may run when rendered into a static page.")
+    prerender_wait = Integer(
+        60, config=True,
+        help="How long a publish request waits for the static page before answering (viewers get the live "
+        "page until it is there).",
+    )
     versions_kept = Integer(3, config=True, help="How many versions of each dashboard to keep on disk, the current one included (at least 1).")
     shared_secret = Unicode(
         "", config=True,
@@ -194,7 +211,7 @@ class PublisherService(Application):
         if len(self._secret.encode()) < 16:
             self.log.critical("no shared secret (>= 16 bytes): set PublisherService.shared_secret_file or HYBRID_PUBLISHER_SECRET")
             self.exit(2)
-        self.store = DashboardStore(self.dashboards_dir, self.versions_kept, self.prune_grace)
+        self.store = DashboardStore(self.dashboards_dir, self.versions_kept, self.prune_grace, static_root=self.static_pages_dir)
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
         self._pools_lock = asyncio.Lock()
@@ -218,10 +235,40 @@ class PublisherService(Application):
             voila_serving=self.voila_serving,
         )
 
-    async def _after_publish(self) -> None:
+    @property
+    def static_pages_dir(self) -> str:
+        if not self.static_pages:
+            return ""
+        return self.static_dir or str(Path(self.dashboards_dir).resolve().parent / "static")
+
+    @property
+    def uses_control_token(self) -> bool:
+        return self.static_pages or self.preheat_kernels
+
+    async def _after_publish(self, record) -> None:
+        if self.static_pages:
+            await self.render_static_page(record)
         if self.preheating:
             # Answer once the new version is pre-rendered, so the URL handed back opens at once.
             await self.sync_pools(wait=self.preheat_wait)
+
+    async def render_static_page(self, record) -> None:
+        """Ask Voila to run the new version once in the sandbox; keep the page if it needs no kernel."""
+        url = f"http://{self.voila_ip}:{self.voila_port}{self.voila_base_url}_publisher/prerender"
+        body = json.dumps({"notebook": record.notebook, "title": record.title})
+        request = HTTPRequest(url, method="POST", body=body, request_timeout=min(self.prerender_wait, self.prerender_timeout + 30),
+                              headers={"Authorization": f"Bearer {self._control_token}", "Content-Type": "application/json"})
+        try:
+            answer = json.loads((await AsyncHTTPClient().fetch(request)).body)
+        except Exception as e:  # viewers get the live page, as without static pages
+            self.log.warning("no static page for %s/%s version %d: %s", record.owner, record.slug, record.version, e)
+            return
+        if answer.get("html") is None:
+            self.log.info("%s/%s version %d stays live: %s", record.owner, record.slug, record.version, answer.get("reason"))
+            return
+        saved = await asyncio.to_thread(self.store.save_static_page, record.owner, record.slug, record.version, answer["html"].encode())
+        if saved:
+            self.log.info("%s/%s version %d is served as a static page", record.owner, record.slug, record.version)
 
     def make_app(self) -> tornado.web.Application:
         return make_app(self.host_context(), log_function=self._log_request)
@@ -246,7 +293,7 @@ class PublisherService(Application):
             execution_timeout=self.execution_timeout, cull_idle_timeout=self.cull_idle_timeout,
             cull_interval=self.cull_interval, cull_connected=self.cull_connected,
             preheat_pool_size=self.preheat_pool_size if self.preheat_kernels else 0,
-            control_token_file=self._control_token_path() if self.preheat_kernels else "",
+            control_token_file=self._control_token_path() if self.uses_control_token else "",
             extra_args=list(self.voila_extra_args),
             sandbox={
                 "sandbox_memory_bytes": self.kernel_memory_limit,
@@ -256,6 +303,7 @@ class PublisherService(Application):
                 "sandbox_tmp_bytes": self.kernel_tmp_size,
                 "sandbox_network": self.kernel_network,
             },
+            prerender_timeout=self.prerender_timeout,
         )
 
     async def _start_voila(self):
@@ -340,7 +388,7 @@ class PublisherService(Application):
         pruner.start()
         self.log.info("voila-publisher %s on http://%s:%d, dashboards in %s", __version__, self.ip, self.port, self.dashboards_dir)
         watcher = None
-        if self.preheat_kernels:
+        if self.uses_control_token:
             self._load_control_token()
         if self.start_voila:
             await self._start_voila()

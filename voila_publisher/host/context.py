@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from voila_publisher.host.store import DashboardStore
+from voila_publisher.host.store import DashboardStore, StoredDashboard
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class HostContext:
     limits: UploadLimits
     log: logging.Logger
     render: Callable[..., str]  # render(template_name, **context) -> HTML
-    #: Awaited after a publish before answering (e.g. pre-rendering the new version).
-    after_publish: Callable[[], Awaitable[None]]
+    #: Awaited with the new version after a publish, before answering (static page, pre-heating).
+    after_publish: Callable[[StoredDashboard], Awaitable[None]]
     #: Called after an unpublish (e.g. releasing the version's pre-heated kernels).
     after_unpublish: Callable[[], None]
     voila_serving: Callable[[], Awaitable[bool]]

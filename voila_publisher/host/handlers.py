@@ -21,6 +21,8 @@ from voila_publisher.tokens import InvalidToken, token_owner
 
 # Where nginx's internal location for rendering lives; must match jupyter_config/nginx/.
 INTERNAL_RENDER_PREFIX = "/_voila_render/"
+#: nginx's internal location serving the static pages directory (PublisherService.static_dir).
+INTERNAL_STATIC_PREFIX = "/_static_page/"
 
 
 def dashboard_json(record: StoredDashboard, public_url: str, *, for_owner: bool = False) -> dict:
@@ -172,7 +174,7 @@ class DashboardHandler(ApiHandler):
         nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
         record = await asyncio.to_thread(self.host.store.publish, owner, slug, notebook_bytes, title, files, source_path)
         self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
-        await self.host.after_publish()
+        await self.host.after_publish(record)
         self.set_status(201 if record.version == 1 else 200)
         self.finish(dashboard_json(record, self.host.public_url, for_owner=True))
 
@@ -223,7 +225,14 @@ class RenderRouteHandler(BaseHandler):
             return
         # Never let a browser or a cache keep the mapping: a republish must show at once.
         self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Redirect", INTERNAL_RENDER_PREFIX + record.notebook)
+        static = await asyncio.to_thread(self.host.store.static_page, owner, slug, record.version)
+        if static is not None:
+            # Rendered once in the sandbox at publish time: nginx sends the file, no kernel runs.
+            self.set_header("X-Accel-Redirect", INTERNAL_STATIC_PREFIX + static)
+            self.set_header("X-Dashboard-Mode", "static")
+        else:
+            self.set_header("X-Accel-Redirect", INTERNAL_RENDER_PREFIX + record.notebook)
+            self.set_header("X-Dashboard-Mode", "live")
         self.set_header("X-Dashboard-Version", str(record.version))
         self.finish()
 

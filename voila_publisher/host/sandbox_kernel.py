@@ -43,6 +43,11 @@ class SandboxKernelManager(ServerKernelManager):
         help="Directory (private to Voila's account) in which each kernel gets its connection directory. "
         "Default: a 'sandboxes' directory in Jupyter's runtime directory.",
     )
+    dashboards_root = Unicode(
+        "", config=True,
+        help="The dashboards store; kernels start only in one of its version directories. Default: the root "
+        "directory of the kernel manager's parent (Voila's).",
+    )
     sandbox_memory_bytes = Integer(2 * 1024**3, config=True, help="Address space limit of a dashboard kernel, in bytes (RLIMIT_AS): larger allocations fail with MemoryError.")
     sandbox_cpu_seconds = Integer(600, config=True, help="CPU seconds a dashboard kernel may use over its life (RLIMIT_CPU); a busy loop is killed after this.")
     sandbox_wall_clock_seconds = Integer(3600, config=True, help="Longest life of a dashboard kernel, in seconds, whatever it does.")
@@ -104,7 +109,7 @@ class SandboxKernelManager(ServerKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         cwd = kw.get("cwd") or os.getcwd()
-        root = getattr(self.parent, "root_dir", "") or cwd
+        root = self.dashboards_root or getattr(self.parent, "root_dir", "") or cwd
         if not is_version_dir(root, cwd):
             raise KernelOutsideDashboard(f"refusing to start a kernel in {cwd}: not a dashboard version directory under {root}")
         dashboard_dir = str(Path(cwd).resolve())

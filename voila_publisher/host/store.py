@@ -67,15 +67,21 @@ class DashboardStore:
     deleted only once it has been replaced for ``grace_seconds``, because a viewer routed to
     it just before a republish still needs its files (the page, the kernel's data files)."""
 
-    def __init__(self, root, versions_kept: int = 3, grace_seconds: float = 300.0):
+    def __init__(self, root, versions_kept: int = 3, grace_seconds: float = 300.0, static_root=None):
+        """``static_root``: where the static pages of versions that need no live kernel go
+        (``{owner}/{slug}/v000007.html``); a tree of its own, so the web server reads pages
+        without reading the notebooks and data files."""
         if versions_kept < 1:
             raise ValueError("versions_kept must be at least 1 (the current version)")
         self.root = Path(root)
+        self.static_root = Path(static_root) if static_root else None
         self.versions_kept = versions_kept
         self.grace_seconds = grace_seconds
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.static_root:
+            self.static_root.mkdir(parents=True, exist_ok=True)
 
     # -- paths -----------------------------------------------------------------------------
     def _dashboard_dir(self, owner: str, slug: str) -> Path:
@@ -125,6 +131,44 @@ class DashboardStore:
     def versions(self, owner: str, slug: str) -> list[int]:
         directory = self._dashboard_dir(owner, slug)
         return self._versions(directory) if directory.is_dir() else []
+
+    # -- static pages ----------------------------------------------------------------------
+    def _static_dir(self, owner: str, slug: str) -> Path | None:
+        return self.static_root / check_owner(owner) / check_slug(slug) if self.static_root else None
+
+    def static_page(self, owner: str, slug: str, version: int) -> str | None:
+        """The static page of this version, relative to ``static_root``, or None (render live)."""
+        directory = self._static_dir(owner, slug)
+        if directory is None:
+            return None
+        name = f"{version_dir_name(version)}.html"
+        return f"{owner}/{slug}/{name}" if (directory / name).is_file() else None
+
+    def save_static_page(self, owner: str, slug: str, version: int, html: bytes) -> bool:
+        """Store the page rendered for ``version``, atomically; False if that version is gone
+        meanwhile (replaced and pruned, or unpublished), so no page outlives its dashboard."""
+        directory = self._static_dir(owner, slug)
+        if directory is None:
+            return False
+        with self._lock(owner, slug):
+            if not (self._dashboard_dir(owner, slug) / version_dir_name(version)).is_dir():
+                return False
+            directory.mkdir(parents=True, exist_ok=True)
+            staging = directory / f".staging-{uuid.uuid4().hex}"
+            _write_durably(staging, html)
+            os.replace(staging, directory / f"{version_dir_name(version)}.html")
+            return True
+
+    def _drop_static_pages(self, owner: str, slug: str, keep: set[int] | None = None) -> None:
+        directory = self._static_dir(owner, slug)
+        if directory is None or not directory.is_dir():
+            return
+        for page in directory.iterdir():
+            m = _VERSION_DIR.match(page.stem)
+            if page.suffix == ".html" and (keep is None or (m and int(m.group(1)) not in keep)):
+                page.unlink(missing_ok=True)
+        if keep is None:
+            shutil.rmtree(directory, ignore_errors=True)
 
     # -- writing ---------------------------------------------------------------------------
     def publish(
@@ -177,6 +221,7 @@ class DashboardStore:
             # recursive delete then happens out of sight.
             doomed = directory.parent / f".deleted-{slug}-{uuid.uuid4().hex}"
             os.rename(directory, doomed)
+            self._drop_static_pages(owner, slug)
             shutil.rmtree(doomed, ignore_errors=True)
             return True
 
@@ -206,6 +251,8 @@ class DashboardStore:
             if now - replaced_at >= self.grace_seconds:
                 shutil.rmtree(directory / version_dir_name(older), ignore_errors=True)
                 removed += 1
+        if removed:
+            self._drop_static_pages(directory.parent.name, directory.name, keep=set(self._versions(directory)))
         return removed
 
 

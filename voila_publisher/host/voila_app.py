@@ -11,8 +11,9 @@ a JSON list of paths) after every change and at start; Voila starts a pool for e
 and shuts down the pools of every path no longer listed (old versions, unpublished
 dashboards). Nothing is pre-heated by default, so old versions on disk cost no kernels.
 
-The endpoint answers only requests carrying the control token (read from a file at start) and
-is not routed by nginx.
+``POST {base_url}_publisher/prerender`` runs one version in the sandbox and answers its static
+page (:mod:`voila_publisher.host.prerender`). Both endpoints answer only requests carrying the
+control token (read from a file at start) and are not routed by nginx.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import Integer, Unicode
 from voila.app import Voila
+
+from voila_publisher.host.prerender import prerender
+from voila_publisher.host.sandbox_kernel import SandboxKernelManager
+from voila_publisher.host.store import is_version_dir
 
 
 class PoolsHandler(web.RequestHandler):
@@ -57,9 +62,41 @@ class PoolsHandler(web.RequestHandler):
         self.finish({"started": sorted(started), "stopped": sorted(stopped)})
 
 
+class PrerenderHandler(PoolsHandler):
+    """``POST {base_url}_publisher/prerender`` with ``{"notebook": "owner/slug/v000007/slug.ipynb"}``:
+    run that version once in the sandbox and answer ``{"html": ...}`` or ``{"html": null, "reason": ...}``
+    (see voila_publisher.host.prerender)."""
+
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+            path = body["notebook"]
+            title = str(body.get("title", ""))
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPError(400, "expected {\"notebook\": path}") from None
+        notebook = Path(self.app.root_dir, path)
+        if not isinstance(path, str) or not path.endswith(".ipynb") or not is_version_dir(self.app.root_dir, notebook.parent) or not notebook.is_file():
+            raise web.HTTPError(400, "not a notebook of a dashboard version")
+        async with self.app.prerender_slots:
+            result = await prerender(notebook, self.app.sandboxed_kernel_manager(), self.app.prerender_timeout, title)
+        self.finish({"html": result.html, "reason": result.reason})
+
+
 class PublisherVoila(Voila):
     control_token_file = Unicode("", config=True, help="File holding the token the publisher uses to manage kernel pools.")
     pool_size = Integer(1, config=True, help="Pre-heated kernels kept per current dashboard version.")
+    prerender_timeout = Integer(120, config=True, help="Seconds a whole dashboard may run when pre-rendered into a static page.")
+    prerender_concurrency = Integer(2, config=True, help="Pre-renders running at once (each is a kernel).")
+
+    @property
+    def prerender_slots(self) -> asyncio.Semaphore:
+        if not hasattr(self, "_prerender_slots"):
+            self._prerender_slots = asyncio.Semaphore(self.prerender_concurrency)
+        return self._prerender_slots
+
+    def sandboxed_kernel_manager(self) -> SandboxKernelManager:
+        """A kernel manager for one pre-render, configured like the viewers' kernels."""
+        return SandboxKernelManager(parent=self, dashboards_root=str(Path(self.root_dir).resolve()), kernel_name="python3")
 
     @property
     def control_token(self) -> str:
@@ -73,6 +110,9 @@ class PublisherVoila(Voila):
         if self.voila_configuration.preheat_kernel:
             route = url_path_join(self.server_url, "_publisher/pools")
             handlers.insert(0, (route, PoolsHandler, {"app": self}))
+        if self.control_token:
+            route = url_path_join(self.server_url, "_publisher/prerender")
+            handlers.insert(0, (route, PrerenderHandler, {"app": self}))
         return handlers
 
     async def wait_prerendered(self, paths: set[str], timeout: float) -> None:

@@ -29,6 +29,7 @@ def voila_argv(
     control_token_file: str = "",
     extra_args: list[str] = (),
     sandbox: dict | None = None,
+    prerender_timeout: int = 120,
     python: str = sys.executable,
 ) -> list[str]:
     """The Voila command line for serving ``dashboards_dir``; pure, so it is unit-tested."""
@@ -40,8 +41,11 @@ def voila_argv(
             "--VoilaConfiguration.preheat_kernel=True",
             "--VoilaConfiguration.default_pool_size=0",
             f"--PublisherVoila.pool_size={preheat_pool_size}",
-            f"--PublisherVoila.control_token_file={control_token_file}",
         ]
+    control = []
+    if control_token_file:
+        # The publisher's private endpoints (pools, static pages) in Voila answer this token only.
+        control = [f"--PublisherVoila.control_token_file={control_token_file}", f"--PublisherVoila.prerender_timeout={prerender_timeout}"]
     return [
         python, "-m", "voila_publisher.host.voila_app", "--no-browser",
         f"--Voila.ip={ip}",
@@ -62,6 +66,7 @@ def voila_argv(
         "--SandboxKernelManager.autorestart=False",
         *(f"--SandboxKernelManager.{name}={_cli_value(value)}" for name, value in sorted((sandbox or {}).items())),
         *preheat,
+        *control,
         *extra_args,
         dashboards_dir,
     ]
