@@ -11,6 +11,7 @@ import { deleteIcon, launchIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { publishIcon, restoreIcon, syncIcon } from './icons';
+import { IPublishChoice, PublishOptions } from './publishDialog';
 import { progressMessage } from './messages';
 import { Availability, HybridModel } from './model';
 import {
@@ -205,20 +206,22 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
         return;
       }
       const settings = ctx.settings();
-      if (settings.confirmBeforePublish) {
-        const existing = await model.dashboardFor(path);
+      const existing = await model.dashboardFor(path);
+      // Without the dialog, a republish keeps the dashboard's visibility and link.
+      let choice: IPublishChoice = { visibility: existing?.visibility ?? 'public', newLink: false };
+      if (args.visibility === 'public' || args.visibility === 'unlisted') {
+        choice = { visibility: args.visibility, newLink: args.newLink === true };
+      } else if (settings.confirmBeforePublish) {
         const result = await showDialog({
           title: 'Publish to Voila',
-          body:
-            `“${baseName(path)}” will be published as a public dashboard` +
-            (existing ? `, replacing version ${existing.version}` : '') +
-            '. Anyone with the link will see its outputs, but not its code.',
+          body: new PublishOptions(baseName(path), existing),
           buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Publish' })],
           checkbox: { label: 'Do not ask me again', checked: false }
         });
-        if (!result.button.accept) {
+        if (!result.button.accept || !result.value) {
           return;
         }
+        choice = result.value;
         if (result.isChecked) {
           await ctx.setSetting('confirmBeforePublish', false);
         }
@@ -229,7 +232,8 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
         model,
         path,
         settings.stripHiddenCells,
-        () => void commands.execute(CommandIDs.publish, { ...args, path })
+        () => void commands.execute(CommandIDs.publish, { ...args, path }),
+        choice
       );
     }
   });

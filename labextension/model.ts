@@ -8,6 +8,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { ExtensionMissingError, HybridClient } from './request';
+import { IPublishChoice } from './publishDialog';
 import { IDashboard, IJob, IPublishStatus, ISyncStatus } from './types';
 
 /** Whether a feature can be used, and if not, why (shown as the buttons' tooltip). */
@@ -206,8 +207,12 @@ export class HybridModel {
     return this._dashboards.find(d => d.path === undefined && d.slug === slug);
   }
 
-  async publish(path: string, stripHidden: boolean): Promise<IDashboard> {
-    const dashboard = await this.client.publish({ path, strip_hidden: stripHidden });
+  async publish(path: string, stripHidden: boolean, choice?: IPublishChoice): Promise<IDashboard> {
+    const dashboard = await this.client.publish({
+      path,
+      strip_hidden: stripHidden,
+      ...(choice ? { visibility: choice.visibility, new_link: choice.newLink } : {})
+    });
     this._publishedFrom.set(path, dashboard.slug);
     this._dashboards = [
       ...this._dashboards.filter(d => d.slug !== dashboard.slug),

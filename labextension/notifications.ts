@@ -7,6 +7,7 @@ import { ReadonlyJSONValue } from '@lumino/coreutils';
 
 import { progressFraction, progressMessage, resultMessage } from './messages';
 import { HybridModel } from './model';
+import { IPublishChoice } from './publishDialog';
 import { IDashboard, IJob } from './types';
 
 /** Actions offered with a failure, e.g. "Try again". */
@@ -99,7 +100,8 @@ export async function publishWithNotification(
   model: HybridModel,
   path: string,
   stripHidden: boolean,
-  retry: RetryAction
+  retry: RetryAction,
+  choice?: IPublishChoice
 ): Promise<IDashboard | undefined> {
   const name = path.split('/').pop() ?? path;
   const id = Notification.emit(`Publishing “${name}” to Voila…`, 'in-progress', {
@@ -108,7 +110,7 @@ export async function publishWithNotification(
   const emittedAt = Date.now();
   let dashboard: IDashboard;
   try {
-    dashboard = await model.publish(path, stripHidden);
+    dashboard = await model.publish(path, stripHidden, choice);
   } catch (error) {
     await settle(id, emittedAt, {
       message: `Could not publish “${name}”: ${errorText(error)}`,
@@ -119,7 +121,12 @@ export async function publishWithNotification(
     return undefined;
   }
   await settle(id, emittedAt, {
-    message: `“${dashboard.title || name}” is published (version ${dashboard.version}). Anyone with the link can view it.`,
+    message:
+      dashboard.visibility === 'unlisted'
+        ? `“${dashboard.title || name}” is published as unlisted (version ${dashboard.version}): ` +
+          'not in the gallery, only people you give the link to can view it.'
+        : `“${dashboard.title || name}” is published (version ${dashboard.version}). ` +
+          'It is listed in the gallery and anyone with the link can view it.',
     type: 'success',
     autoClose: false,
     actions: [

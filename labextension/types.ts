@@ -35,6 +35,9 @@ export interface ISyncStatus {
   last: IJob | null;
 }
 
+/** Public dashboards are in the gallery; unlisted ones only open through their link. */
+export type Visibility = 'public' | 'unlisted';
+
 export interface IDashboard {
   owner: string;
   slug: string;
@@ -45,6 +48,7 @@ export interface IDashboard {
   published: string | number | null;
   /** The notebook it was published from, when the server reports it. */
   path?: string;
+  visibility?: Visibility;
 }
 
 export interface IPublishStatus {
@@ -66,4 +70,6 @@ export interface IRestoreRequest {
 export interface IPublishRequest {
   path: string;
   strip_hidden?: boolean;
+  visibility?: Visibility;
+  new_link?: boolean;
 }

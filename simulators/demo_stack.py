@@ -36,18 +36,33 @@ def say(message: str) -> None:
 
 
 def welcome_notebook(path: Path) -> Path:
-    """The notebook every researcher finds in their home: something to sync and publish."""
+    """The notebook every researcher finds in their home: something to sync and publish, with a
+    plot and a slider, so its dashboard is a live one (widgets need their kernel)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell(
             "# Rainfall at the field station\n\nPress **Sync** to keep this notebook in the bucket, "
-            "**Publish** to make it a public dashboard (viewers see the results, not the code)."
+            "**Publish** to make it a public dashboard (viewers see the results, not the code). "
+            "Move the slider: the plot follows."
         ),
         nbformat.v4.new_code_cell(
             "rain_mm = [12, 0, 3, 28, 7, 0, 15]\n"
             "print(f'Wettest day: {max(rain_mm)} mm, weekly total: {sum(rain_mm)} mm')"
+        ),
+        nbformat.v4.new_code_cell(
+            "import ipywidgets as widgets\n"
+            "import matplotlib.pyplot as plt\n"
+            "\n"
+            "@widgets.interact(days=widgets.IntSlider(min=1, max=7, value=7, description='Days'))\n"
+            "def rain_plot(days):\n"
+            "    fig, ax = plt.subplots(figsize=(6, 3))\n"
+            "    ax.bar(range(1, days + 1), rain_mm[:days], color='tab:blue')\n"
+            "    ax.set_xlabel('day'); ax.set_ylabel('rain (mm)')\n"
+            "    ax.set_title(f'First {days} days')\n"
+            "    plt.show()\n"
+            "    print(f'Rain over the first {days} days: {sum(rain_mm[:days])} mm')"
         ),
     ]
     nbformat.write(nb, path)

@@ -117,7 +117,22 @@ def test_researcher_journey_on_the_demo(demo, page, shots):
     assert dashboard.url.startswith(f"{demo['dashboards']}/dashboards/{demo['user']}/welcome/"), dashboard.url
     expect(dashboard.get_by_text("Wettest day: 28 mm, weekly total: 65 mm")).to_be_visible(timeout=90_000)
     assert "rain_mm" not in dashboard.content()
+    # The dashboard is live: moving the slider on the public page (through nginx, to the
+    # viewer's own sandboxed kernel) redraws the plot and its total.
+    expect(dashboard.get_by_text("Rain over the first 7 days: 65 mm")).to_be_visible(timeout=90_000)
+    plot = dashboard.locator(".jp-OutputArea-output img").first
+    expect(plot).to_be_visible(timeout=30_000)
+    before = plot.get_attribute("src")
     shots(dashboard, "dashboard")
+    handle = dashboard.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(3):
+        handle.press("ArrowLeft")
+    expect(dashboard.get_by_text("Rain over the first 4 days: 43 mm")).to_be_visible(timeout=30_000)
+    after = dashboard.locator(".jp-OutputArea-output img").first
+    expect(after).to_be_visible()
+    assert after.get_attribute("src") != before, "the plot did not change with the slider"
+    shots(dashboard, "dashboard-slider-moved")
     dashboard.close()
 
 

@@ -73,7 +73,8 @@ def test_publish_offers_the_link_and_the_dashboard_shows_outputs_only(cloud_lab,
     lab.open_notebook("Weekly Numbers.ipynb")
     lab.toolbar_button("hybrid:publish").click()
     dialog = lab.dialog()
-    expect(dialog).to_contain_text("will be published as a public dashboard")
+    expect(dialog).to_contain_text("will be published as a dashboard")
+    expect(dialog.locator('input[value="public"]')).to_be_checked()  # public unless the researcher says otherwise
     shots(page, "confirm-publish")
     dialog.locator("button", has_text="Publish").click()
 
@@ -107,6 +108,38 @@ def test_publish_offers_the_link_and_the_dashboard_shows_outputs_only(cloud_lab,
     shots(page, "unpublished")
     assert requests.get(expected_url, timeout=30).status_code == 404
     assert (cloud_lab.server.root / "Weekly Numbers.ipynb").is_file()
+
+
+def test_publish_unlisted_gives_a_link_that_is_not_in_the_gallery(cloud_lab, page, shots):
+    dashboard_notebook(cloud_lab.server.root / "Review Draft.ipynb")
+    lab = LabPage(page).open(cloud_lab.server.lab_url())
+    lab.open_notebook("Review Draft.ipynb")
+    lab.toolbar_button("hybrid:publish").click()
+    dialog = lab.dialog()
+    dialog.locator('input[value="unlisted"]').check()
+    shots(page, "confirm-publish-unlisted")
+    dialog.locator("button", has_text="Publish").click()
+    toast = lab.wait_toast(re.compile("is published as unlisted"), "success")
+    with page.expect_popup() as popup_info:
+        toast.locator("button", has_text="Open dashboard").click()
+    dashboard = popup_info.value
+    assert re.match(re.escape(cloud_lab.host.url) + r"/unlisted/[A-Za-z0-9_-]{43}/", dashboard.url), dashboard.url
+    expect(dashboard.get_by_text(OUTPUT)).to_be_visible(timeout=90_000)
+    shots(dashboard, "unlisted-dashboard")
+    link = dashboard.url
+    dashboard.close()
+    gallery = requests.get(cloud_lab.host.url + "/", timeout=30).text
+    assert "review-draft" not in gallery
+    assert requests.get(f"{cloud_lab.host.url}/dashboards/{cloud_lab.owner}/review-draft/", timeout=30).status_code == 404
+
+    # Publishing again offers a new link; taking it revokes the old one.
+    lab.toolbar_button("hybrid:publish").click()
+    dialog = lab.dialog()
+    expect(dialog.locator('input[value="unlisted"]')).to_be_checked()  # the dashboard's current choice
+    dialog.locator('input[name="hybrid-new-link"]').check()
+    dialog.locator("button", has_text="Publish").click()
+    lab.wait_toast(re.compile(r"is published as unlisted \(version 2\)"), "success")
+    assert requests.get(link, timeout=30).status_code == 404
 
 
 def test_sync_with_s3_down_shows_an_error(lab_server_factory, public_host, page, shots):

@@ -259,3 +259,18 @@ def _descendants(roots: list[int]) -> set[int]:
 
 def _kernel_pids() -> set[int]:
     return {int(p) for p in os.listdir("/proc") if p.isdigit() and "ipykernel_launcher" in _cmdline(int(p))}
+
+
+def test_viewers_beyond_the_live_kernel_limit_get_a_busy_page_not_a_kernel(tmp_path_factory):
+    h = PublicHost(tmp_path_factory.mktemp("bounded-host"), extra_config="c.PublisherService.max_live_kernels = 2\n")
+    with h:
+        api = PublisherApi(h)
+        api.put("alice", "live", make_notebook(("code", "print('live page')"), metadata=LIVE))
+        first, second = api.render("alice", "live"), api.render("alice", "live")
+        assert first.status_code == second.status_code == 200 and "live page" in second.text
+        third = api.render("alice", "live")
+        assert third.status_code == 503, third.text[:300]
+        assert "busy" in third.text and third.headers.get("Retry-After") == "30"
+        # A static dashboard needs no kernel, so the crowd does not shut it out.
+        api.put("alice", "report", make_notebook(("code", "print('report page')")))
+        assert "report page" in api.render("alice", "report").text

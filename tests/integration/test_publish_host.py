@@ -40,6 +40,7 @@ def test_publish_renders_output_and_no_source_through_nginx(publisher_api, uniqu
     assert dashboard == {
         "owner": "alice", "slug": unique_slug, "title": "Sales overview", "version": 1,
         "url": f"{public_host.url}/dashboards/alice/{unique_slug}/", "published": dashboard["published"],
+        "visibility": "public",
     }
     page = requests.get(dashboard["url"], timeout=120)
     assert page.status_code == 200, public_host.log_text()[-3000:]
@@ -269,3 +270,51 @@ def test_every_public_answer_forbids_framing_sniffing_and_referrers(publisher_ap
         assert "frame-ancestors 'none'" in answer.headers.get("Content-Security-Policy", ""), name
         assert answer.headers.get("X-Content-Type-Options") == "nosniff", name
         assert answer.headers.get("Referrer-Policy") == "no-referrer", name
+
+
+def _put(publisher_api, owner, slug, nb, **query):
+    token = publisher_api.host.token_for(owner)
+    return requests.put(publisher_api.url(owner, slug), params=query, data=json.dumps(nb).encode(),
+                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=60)
+
+
+def test_an_unlisted_dashboard_is_reachable_only_through_its_link(publisher_api, unique_slug, public_host):
+    r = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "print('hidden gem')")), visibility="unlisted")
+    assert r.status_code == 201, r.text
+    dashboard = r.json()
+    assert dashboard["visibility"] == "unlisted"
+    link = dashboard["url"]
+    assert re.fullmatch(re.escape(public_host.url) + r"/unlisted/[A-Za-z0-9_-]{43}/", link), link
+    page = requests.get(link, timeout=120)
+    assert page.status_code == 200 and "hidden gem" in page.text
+    # Not at its public address, not in the gallery, not shown to anyone but its owner.
+    assert publisher_api.render("alice", unique_slug).status_code == 404
+    assert unique_slug not in requests.get(public_host.url + "/", timeout=30).text
+    assert unique_slug not in publisher_api.list(token_owner="bob").text
+    assert requests.get(publisher_api.url("alice", unique_slug), headers={"Authorization": f"Bearer {public_host.token_for('bob')}"}, timeout=30).status_code == 404
+    mine = [d for d in publisher_api.list("alice", token_owner="alice").json() if d["slug"] == unique_slug]
+    assert mine and mine[0]["url"] == link
+    # A guessed or malformed key leads nowhere.
+    assert requests.get(public_host.url + "/unlisted/" + "A" * 43 + "/", timeout=30).status_code == 404
+    assert requests.get(public_host.url + "/unlisted/short/", timeout=30).status_code == 404
+
+
+def test_an_unlisted_link_survives_republishing_and_a_new_link_revokes_it(publisher_api, unique_slug, public_host):
+    first = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "print('one')")), visibility="unlisted").json()
+    second = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "print('two')")), visibility="unlisted").json()
+    assert second["url"] == first["url"] and "two" in requests.get(second["url"], timeout=120).text
+    third = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "print('three')")), visibility="unlisted", new_link="1").json()
+    assert third["url"] != first["url"]
+    assert requests.get(first["url"], timeout=30).status_code == 404
+    assert "three" in requests.get(third["url"], timeout=120).text
+    # Made public: the public address works, the unlisted link is gone.
+    public = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "print('four')")), visibility="public").json()
+    assert public["url"].endswith(f"/dashboards/alice/{unique_slug}/")
+    assert requests.get(third["url"], timeout=30).status_code == 404
+    assert "four" in publisher_api.render("alice", unique_slug).text
+
+
+def test_an_unknown_visibility_is_refused_and_stores_nothing(publisher_api, unique_slug, public_host):
+    r = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "1")), visibility="secret")
+    assert r.status_code == 400 and r.json()["reason"] == "invalid-request"
+    assert not (public_host.dashboards_dir / "alice" / unique_slug).exists()

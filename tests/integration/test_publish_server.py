@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+import requests
 from tornado.httpclient import HTTPClientError
 
 from tests.fixtures.publish import make_notebook
@@ -88,6 +89,21 @@ async def test_strip_hidden_false_keeps_tagged_cells(jp_fetch, write_notebook, p
     assert "tagged but wanted" in publisher_api.render(OWNER, "keep-tagged").text
 
 
+async def test_publish_unlisted_gives_the_link_and_a_new_link_revokes_the_old(jp_fetch, write_notebook, publisher_api):
+    path = write_notebook("secret-plan.ipynb", make_notebook(("code", "print('for reviewers only')")))
+    status, first = await _call(jp_fetch, "POST", body={"path": path, "visibility": "unlisted"})
+    assert status == 200, first
+    assert first["visibility"] == "unlisted"
+    assert first["url"].startswith(f"{publisher_api.host.url}/unlisted/")
+    assert "for reviewers only" in requests.get(first["url"], timeout=120).text
+    assert publisher_api.render(OWNER, "secret-plan").status_code == 404
+    status, second = await _call(jp_fetch, "POST", body={"path": path, "visibility": "unlisted", "new_link": True})
+    assert status == 200 and second["url"] != first["url"]
+    assert requests.get(first["url"], timeout=30).status_code == 404
+    status, listing = await _call(jp_fetch, "GET")
+    assert next(d for d in listing["dashboards"] if d["slug"] == "secret-plan")["url"] == second["url"]
+
+
 async def test_list_and_unpublish(jp_fetch, write_notebook, publisher_api):
     path = write_notebook("to-remove.ipynb", make_notebook(("code", "print(1)")))
     assert (await _call(jp_fetch, "POST", body={"path": path}))[0] == 200
@@ -114,6 +130,8 @@ async def test_list_and_unpublish(jp_fetch, write_notebook, publisher_api):
         ("missing", {}, {"path": "nowhere.ipynb"}, 404, "not-found"),
         ("too large", {"big.ipynb": json.dumps(make_notebook(("code", "x" * MAX_NOTEBOOK)))}, {"path": "big.ipynb"}, 413, "too-large"),
         ("no path", {}, {"strip_hidden": True}, 400, "invalid-request"),
+        ("unknown visibility", {"vis.ipynb": json.dumps(make_notebook(("code", "1")))}, {"path": "vis.ipynb", "visibility": "private"}, 400, "invalid-request"),
+        ("new_link not a bool", {"vis2.ipynb": json.dumps(make_notebook(("code", "1")))}, {"path": "vis2.ipynb", "visibility": "unlisted", "new_link": "yes"}, 400, "invalid-request"),
         ("undeclared escape in data files", {"data-escape.ipynb": json.dumps(make_notebook(("code", "1"), metadata={"voila_publisher": {"data_files": ["../../etc/passwd"]}}))}, {"path": "data-escape.ipynb"}, 400, "invalid-notebook"),
     ],
 )

@@ -196,7 +196,7 @@ def test_unpublish_removes_every_version(tmp_path):
 
 def test_dashboard_json_follows_the_contract(tmp_path):
     record = DashboardStore(tmp_path).publish("alice", "r", b"{}", "T")
-    assert set(dashboard_json(record, "https://pub.example.org/")) == {"owner", "slug", "title", "url", "version", "published"}
+    assert set(dashboard_json(record, "https://pub.example.org/")) == {"owner", "slug", "title", "url", "version", "published", "visibility"}
     assert dashboard_json(record, "https://pub.example.org/")["url"] == "https://pub.example.org/dashboards/alice/r/"
     assert dashboard_json(record, "")["url"] == "/dashboards/alice/r/"
 

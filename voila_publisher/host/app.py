@@ -156,6 +156,11 @@ class PublisherService(Application):
         help="Let dashboard kernels use the host's network (off: they reach no host at all, not even loopback). "
         "Turn on only behind a firewall that limits what they may reach; see docs/publish.md.",
     )
+    max_live_kernels = Integer(
+        40, config=True,
+        help="Most kernels running at once for viewers of live dashboards (widgets); more viewers get a 503 'busy' "
+        "page instead of exhausting memory (each kernel may use up to kernel_memory_limit). 0: no limit.",
+    )
     allow_root = Bool(False, config=True, help="Start even as root. Never in production: run this service as its own unprivileged user (docs/publish.md).")
     print_voila_command = Bool(
         False, config=True,
@@ -304,6 +309,7 @@ class PublisherService(Application):
                 "sandbox_network": self.kernel_network,
             },
             prerender_timeout=self.prerender_timeout,
+            max_live_kernels=self.max_live_kernels,
         )
 
     async def _start_voila(self):

@@ -16,7 +16,7 @@ from hybrid_spawner._version import __version__
 from voila_publisher import notebooks
 from voila_publisher.errors import PublishError
 from voila_publisher.host.context import HostContext
-from voila_publisher.host.store import StoredDashboard
+from voila_publisher.host.store import PUBLIC, VISIBILITIES, StoredDashboard
 from voila_publisher.tokens import InvalidToken, token_owner
 
 # Where nginx's internal location for rendering lives; must match jupyter_config/nginx/.
@@ -30,8 +30,11 @@ def dashboard_json(record: StoredDashboard, public_url: str, *, for_owner: bool 
 
     ``for_owner`` adds ``path``, the notebook's path on the owner's server, which lets the Lab
     match dashboards to notebooks; the public gallery never shows it.
+
+    An unlisted dashboard's link is its only secret: it appears for the owner alone (others
+    never get an unlisted record at all, see ``visible_to``).
     """
-    url_path = f"/dashboards/{record.owner}/{record.slug}/"
+    url_path = f"/unlisted/{record.link_key}/" if record.unlisted else f"/dashboards/{record.owner}/{record.slug}/"
     extra = {"path": record.source_path} if for_owner and record.source_path else {}
     return {
         "owner": record.owner,
@@ -40,8 +43,14 @@ def dashboard_json(record: StoredDashboard, public_url: str, *, for_owner: bool 
         "url": (public_url.rstrip("/") + url_path) if public_url else url_path,
         "version": record.version,
         "published": record.published,
+        "visibility": record.visibility,
         **extra,
     }
+
+
+def visible_to(record: StoredDashboard, caller: str | None) -> bool:
+    """Public dashboards are everyone's to see; unlisted ones exist only for their owner."""
+    return not record.unlisted or record.owner == caller
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -122,7 +131,7 @@ class DashboardListHandler(ApiHandler):
                 notebooks.check_owner(owner)
             except notebooks.InvalidName as e:
                 self.fail(400, "invalid-name", str(e))
-        records = await asyncio.to_thread(self.host.store.list, owner)
+        records = [r for r in await asyncio.to_thread(self.host.store.list, owner) if visible_to(r, caller)]
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps([dashboard_json(r, self.host.public_url, for_owner=r.owner == caller) for r in records]))
 
@@ -143,7 +152,7 @@ class DashboardHandler(ApiHandler):
             record = await asyncio.to_thread(self.host.store.get, owner, slug)
         except notebooks.InvalidName as e:
             self.fail(400, "invalid-name", str(e))
-        if record is None:
+        if record is None or not visible_to(record, caller):
             self.fail(404, "not-found", f"no dashboard {owner}/{slug}")
         self.finish(dashboard_json(record, self.host.public_url, for_owner=record.owner == caller))
 
@@ -171,8 +180,14 @@ class DashboardHandler(ApiHandler):
         source_path = self.get_query_argument("source_path", "")
         if len(source_path) > 1024 or "\x00" in source_path:
             self.fail(400, "invalid-request", "source_path must be a path of at most 1024 characters")
+        visibility = self.get_query_argument("visibility", PUBLIC)
+        if visibility not in VISIBILITIES:
+            self.fail(400, "invalid-request", f"visibility must be one of: {', '.join(VISIBILITIES)}")
+        new_link = self.get_query_argument("new_link", "") in ("1", "true")
         nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
-        record = await asyncio.to_thread(self.host.store.publish, owner, slug, notebook_bytes, title, files, source_path)
+        record = await asyncio.to_thread(
+            self.host.store.publish, owner, slug, notebook_bytes, title, files, source_path, visibility, new_link
+        )
         self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
         await self.host.after_publish(record)
         self.set_status(201 if record.version == 1 else 200)
@@ -219,13 +234,17 @@ class RenderRouteHandler(BaseHandler):
             record = await asyncio.to_thread(self.host.store.get, owner, slug)
         except notebooks.InvalidName:
             record = None
+        # An unlisted dashboard is not at its public address: the same 404 as no dashboard.
+        await self.route(record if record is not None and not record.unlisted else None, owner, slug)
+
+    async def route(self, record, owner, slug):
         if record is None:
             self.set_status(404)
             self.finish(self.host.render("not_found.html", owner=owner, slug=slug))
             return
         # Never let a browser or a cache keep the mapping: a republish must show at once.
         self.set_header("Cache-Control", "no-store")
-        static = await asyncio.to_thread(self.host.store.static_page, owner, slug, record.version)
+        static = await asyncio.to_thread(self.host.store.static_page, record.owner, record.slug, record.version)
         if static is not None:
             # Rendered once in the sandbox at publish time: nginx sends the file, no kernel runs.
             self.set_header("X-Accel-Redirect", INTERNAL_STATIC_PREFIX + static)
@@ -237,10 +256,18 @@ class RenderRouteHandler(BaseHandler):
         self.finish()
 
 
+class UnlistedRouteHandler(RenderRouteHandler):
+    """``/unlisted/{link_key}/``: an unlisted dashboard, for whoever holds its current link."""
+
+    async def get(self, link_key):
+        record = await asyncio.to_thread(self.host.store.find_unlisted, link_key)
+        await self.route(record, "", "")
+
+
 class GalleryHandler(BaseHandler):
     async def get(self):
         records = await asyncio.to_thread(self.host.store.list, None)
-        dashboards = [dashboard_json(r, "") for r in records]
+        dashboards = [dashboard_json(r, "") for r in records if not r.unlisted]
         self.set_header("Cache-Control", "no-cache")
         self.finish(self.host.render("gallery.html", dashboards=dashboards, title=self.host.gallery_title))
 
@@ -262,6 +289,7 @@ def make_app(host: HostContext, log_function=None) -> tornado.web.Application:
             (r"/api/dashboards/?", DashboardListHandler),
             (rf"/api/dashboards/{part}/{part}/?", DashboardHandler),
             (rf"/dashboards/{part}/{part}/", RenderRouteHandler),
+            (r"/unlisted/([A-Za-z0-9_-]+)/", UnlistedRouteHandler),
         ],
         host=host,
         log_function=log_function,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -29,6 +30,10 @@ from pathlib import Path
 from voila_publisher.notebooks import check_data_file_name, check_owner, check_slug
 
 CURRENT = "current"
+PUBLIC = "public"
+UNLISTED = "unlisted"
+VISIBILITIES = (PUBLIC, UNLISTED)
+_LINK_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 META = ".dashboard.json"
 _VERSION_DIR = re.compile(r"^v(\d{6,})$")
 
@@ -42,6 +47,12 @@ class StoredDashboard:
     published: str  # ISO 8601, UTC
     notebook: str  # path of the notebook relative to the dashboards directory
     source_path: str = ""  # where the notebook lives on the owner's server (shown to the owner only)
+    visibility: str = PUBLIC  # PUBLIC: in the gallery; UNLISTED: only through /unlisted/{link_key}/
+    link_key: str = ""  # the unlisted link's secret (shown to the owner only)
+
+    @property
+    def unlisted(self) -> bool:
+        return self.visibility == UNLISTED
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -112,8 +123,18 @@ class DashboardStore:
             return None
         return StoredDashboard(**meta)
 
+    def find_unlisted(self, link_key: str) -> StoredDashboard | None:
+        """The unlisted dashboard whose current link is ``link_key``, or None (revoked, unknown)."""
+        if not _LINK_KEY.match(link_key or ""):
+            return None
+        for record in self.list():
+            if record.unlisted and secrets.compare_digest(record.link_key, link_key):
+                return record
+        return None
+
     def list(self, owner: str | None = None) -> list[StoredDashboard]:
-        """Every published dashboard (of ``owner`` if given), newest publication first."""
+        """Every published dashboard (of ``owner`` if given), newest publication first; unlisted
+        ones included (callers decide who may see them)."""
         found = []
         owners = [owner] if owner else sorted(p.name for p in self.root.iterdir() if p.is_dir())
         for o in owners:
@@ -172,9 +193,15 @@ class DashboardStore:
 
     # -- writing ---------------------------------------------------------------------------
     def publish(
-        self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None, source_path: str = ""
+        self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None, source_path: str = "",
+        visibility: str = PUBLIC, new_link: bool = False,
     ) -> StoredDashboard:
-        """Store a new version and make it current atomically; returns it."""
+        """Store a new version and make it current atomically; returns it.
+
+        An unlisted dashboard keeps its link across versions unless ``new_link`` asks for a new
+        one (which revokes the old link at the moment the new version becomes current)."""
+        if visibility not in VISIBILITIES:
+            raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}")
         files = {check_data_file_name(name): data for name, data in (files or {}).items()}
         directory = self._dashboard_dir(owner, slug)
         notebook_name = f"{slug}.ipynb"
@@ -184,6 +211,11 @@ class DashboardStore:
             directory.mkdir(parents=True, exist_ok=True)
             existing = self._versions(directory)
             version = (existing[-1] + 1) if existing else 1
+            previous = self.get(owner, slug)
+            link_key = ""
+            if visibility == UNLISTED:
+                keep = previous is not None and previous.unlisted and previous.link_key and not new_link
+                link_key = previous.link_key if keep else secrets.token_urlsafe(32)
             final = directory / version_dir_name(version)
             staging = directory / f".staging-{uuid.uuid4().hex}"
             staging.mkdir()
@@ -196,6 +228,8 @@ class DashboardStore:
                     published=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     notebook=f"{owner}/{slug}/{final.name}/{notebook_name}",
                     source_path=source_path,
+                    visibility=visibility,
+                    link_key=link_key,
                 )
                 _write_durably(staging / notebook_name, notebook)
                 for name, data in files.items():

@@ -28,6 +28,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import Integer, Unicode
 from voila.app import Voila
+from voila.tornado.handler import TornadoVoilaHandler
 
 from voila_publisher.host.prerender import prerender
 from voila_publisher.host.sandbox_kernel import SandboxKernelManager
@@ -82,9 +83,56 @@ class PrerenderHandler(PoolsHandler):
         self.finish({"html": result.html, "reason": result.reason})
 
 
+class BoundedVoilaHandler(TornadoVoilaHandler):
+    """Voila's render handler, refusing with 503 (before any kernel starts or any byte of the page
+    is sent) when ``max_live_kernels`` kernels are already running: a crowd of viewers of live
+    dashboards gets a clear "busy" page instead of exhausting the host's memory."""
+
+    # Renders under way: their kernels may not be registered yet, so a crowd arriving at once
+    # would all pass a check of the running kernels alone. (A render's kernel counts twice while
+    # it renders: the bound errs on the safe side.)
+    rendering = 0
+
+    def prepare(self):
+        limit = self.settings.get("publisher_max_live_kernels", 0)
+        if limit and len(self.kernel_manager.list_kernel_ids()) + BoundedVoilaHandler.rendering >= limit:
+            self.set_status(503)
+            self.set_header("Retry-After", "30")
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(BUSY_PAGE)
+            return
+        BoundedVoilaHandler.rendering += 1
+        self._counted = True
+        return super().prepare()
+
+    def on_finish(self):
+        self._release()
+        super().on_finish()
+
+    def on_connection_close(self):
+        self._release()
+        super().on_connection_close()
+
+    def _release(self):
+        if getattr(self, "_counted", False):
+            self._counted = False
+            BoundedVoilaHandler.rendering -= 1
+
+
+BUSY_PAGE = (
+    "<!doctype html><title>Busy</title><h1>This dashboard is busy</h1>"
+    "<p>Every live session of this host is in use. Please try again in a minute.</p>\n"
+)
+
+
 class PublisherVoila(Voila):
     control_token_file = Unicode("", config=True, help="File holding the token the publisher uses to manage kernel pools.")
     pool_size = Integer(1, config=True, help="Pre-heated kernels kept per current dashboard version.")
+    max_live_kernels = Integer(
+        0, config=True,
+        help="Most kernels running at once for viewers of live dashboards (0: no limit); more viewers get a 503 "
+        "'busy' page. Static dashboards use none.",
+    )
     prerender_timeout = Integer(120, config=True, help="Seconds a whole dashboard may run when pre-rendered into a static page.")
     prerender_concurrency = Integer(2, config=True, help="Pre-renders running at once (each is a kernel).")
 
@@ -113,7 +161,8 @@ class PublisherVoila(Voila):
         if self.control_token:
             route = url_path_join(self.server_url, "_publisher/prerender")
             handlers.insert(0, (route, PrerenderHandler, {"app": self}))
-        return handlers
+        self.app.settings["publisher_max_live_kernels"] = self.max_live_kernels
+        return [(h[0], BoundedVoilaHandler, *h[2:]) if len(h) > 1 and h[1] is TornadoVoilaHandler else h for h in handlers]
 
     async def wait_prerendered(self, paths: set[str], timeout: float) -> None:
         """Wait (at most ``timeout``) until the pools of ``paths`` have run their notebook.

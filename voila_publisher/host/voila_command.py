@@ -30,6 +30,7 @@ def voila_argv(
     extra_args: list[str] = (),
     sandbox: dict | None = None,
     prerender_timeout: int = 120,
+    max_live_kernels: int = 0,
     python: str = sys.executable,
 ) -> list[str]:
     """The Voila command line for serving ``dashboards_dir``; pure, so it is unit-tested."""
@@ -64,6 +65,7 @@ def voila_argv(
         # sandbox killed for a limit stays dead instead of being restarted into a loop.
         f"--AsyncMappingKernelManager.kernel_manager_class={SANDBOX_KERNEL_MANAGER}",
         "--SandboxKernelManager.autorestart=False",
+        f"--PublisherVoila.max_live_kernels={max_live_kernels}",
         *(f"--SandboxKernelManager.{name}={_cli_value(value)}" for name, value in sorted((sandbox or {}).items())),
         *preheat,
         *control,

@@ -19,7 +19,7 @@ import posixpath
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Float, Integer, List, Unicode, default
@@ -173,7 +173,9 @@ class DashboardPublisher(LoggingConfigurable):
 
     def _with_public_url(self, dashboard: dict) -> dict:
         if self.public_url:
-            dashboard = {**dashboard, "url": f"{self.public_url.rstrip('/')}/dashboards/{dashboard['owner']}/{dashboard['slug']}/"}
+            # Keep the host's path (a public or an unlisted address), on the address viewers use.
+            path = urlsplit(dashboard.get("url", "")).path or f"/dashboards/{dashboard['owner']}/{dashboard['slug']}/"
+            dashboard = {**dashboard, "url": f"{self.public_url.rstrip('/')}{path}"}
         return dashboard
 
     async def _call(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
@@ -190,14 +192,19 @@ class DashboardPublisher(LoggingConfigurable):
         except (OSError, asyncio.TimeoutError) as e:
             raise PublishError(502, "publisher-unreachable", f"the public Voila host is unreachable ({e.__class__.__name__})") from None
 
-    async def publish(self, root_dir: str, path: str, strip_hidden: bool | None = None) -> dict:
+    async def publish(self, root_dir: str, path: str, strip_hidden: bool | None = None, *, visibility: str = "public", new_link: bool = False) -> dict:
+        """Publish ``path``; ``visibility="unlisted"`` keeps it out of the gallery, reachable only by
+        its link (kept across republishes unless ``new_link``, which revokes the old one)."""
         self._require_configured()
         upload = await asyncio.to_thread(self.prepare, root_dir, path, strip_hidden)
         if upload.files:
             body, content_type = _multipart(upload)
         else:
             body, content_type = upload.notebook, "application/json"
-        url = self._api(upload.owner, upload.slug, query={"source_path": upload.source_path})
+        query = {"source_path": upload.source_path, "visibility": visibility}
+        if new_link:
+            query["new_link"] = "1"
+        url = self._api(upload.owner, upload.slug, query=query)
         response = await self._call("PUT", url, body, {"Content-Type": content_type})
         dashboard = self._with_public_url(json.loads(response.body))
         self.log.info("published %s as %s (version %s, %d hidden cells removed)", path, dashboard["url"], dashboard["version"], upload.removed_cells)

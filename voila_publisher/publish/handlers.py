@@ -1,7 +1,8 @@
 """REST handlers of the single-user server for publishing (see docs/contracts.md).
 
     GET    /hybrid/publish          -> {"configured", "missing", "dashboards": [Dashboard]}
-    POST   /hybrid/publish          {"path": "dir/nb.ipynb", "strip_hidden": bool?} -> Dashboard
+    POST   /hybrid/publish          {"path": "dir/nb.ipynb", "strip_hidden": bool?,
+                                     "visibility": "public"|"unlisted"?, "new_link": bool?} -> Dashboard
     GET    /hybrid/publish/_slug?path=dir/nb.ipynb -> {"slug": ...} (the name it would get)
     DELETE /hybrid/publish/{slug}   -> 204
 
@@ -74,8 +75,14 @@ class PublishHandler(BasePublishHandler):
             return self.send_error_json(PublishError(400, "invalid-request", "give the notebook's path: {\"path\": \"dir/notebook.ipynb\"}"))
         if strip_hidden is not None and not isinstance(strip_hidden, bool):
             return self.send_error_json(PublishError(400, "invalid-request", "strip_hidden must be true or false"))
+        visibility = body.get("visibility", "public")
+        new_link = body.get("new_link", False)
+        if visibility not in ("public", "unlisted"):
+            return self.send_error_json(PublishError(400, "invalid-request", "visibility must be \"public\" or \"unlisted\""))
+        if not isinstance(new_link, bool):
+            return self.send_error_json(PublishError(400, "invalid-request", "new_link must be true or false"))
         try:
-            dashboard = await self.publisher.publish(self.root_dir, path, strip_hidden)
+            dashboard = await self.publisher.publish(self.root_dir, path, strip_hidden, visibility=visibility, new_link=new_link)
         except PublishError as e:
             return self.send_error_json(e)
         self.finish(json.dumps(dashboard))
