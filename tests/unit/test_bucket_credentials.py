@@ -93,6 +93,11 @@ def test_no_doc_or_example_config_hands_nodes_a_shared_key_or_a_username_variabl
         for line in text.splitlines():
             if re.search(r"AWS_SECRET_ACCESS_KEY[\"']?\s*[:=]\s*[\"'\w]", line):
                 raise AssertionError(f"{path.name}: a static key in a configuration: {line.strip()}")
+    # The demo too: its nodes get no S3 key, only what the issuer hands them.
+    demo = (root / "simulators" / "demo_stack.py").read_text()
+    node_environment = demo.split("node_environment={", 1)[1].split("},", 1)[0]
+    assert "CREDENTIALS" not in node_environment and "AWS_ACCESS_KEY_ID" not in node_environment
+    assert "sts=True" in demo and "bucket_credentials=" in demo
 
 
 # -- issuers ----------------------------------------------------------------------------------
