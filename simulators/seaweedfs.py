@@ -62,7 +62,7 @@ def _iam_config(max_session_seconds: int) -> dict:
     }
 
 
-def _identities() -> dict:
+def _identities(extra=()) -> dict:
     def identity(name, creds, actions):
         return {
             "name": name,
@@ -74,6 +74,7 @@ def _identities() -> dict:
         "identities": [
             identity("admin", ADMIN_CREDENTIALS, ["Admin", "Read", "List", "Tagging", "Write"]),
             identity("reader", READER_CREDENTIALS, ["Read", "List"]),
+            *(identity(name, creds, actions) for name, creds, actions in extra),
         ]
     }
 
@@ -88,12 +89,16 @@ def _distinct_free_ports(count: int) -> list[int]:
 class SeaweedS3(ManagedProcess):
     """``weed server -s3`` in ``directory``; ``url`` is the S3 endpoint, ``env`` its credentials."""
 
-    def __init__(self, directory, *, ready_timeout: float = 90.0, sts: bool = False, sts_max_session: int = 43200):
+    def __init__(
+        self, directory, *, ready_timeout: float = 90.0, sts: bool = False, sts_max_session: int = 43200, identities=()
+    ):
+        """``identities``: extra (name, {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, actions)
+        triples, e.g. a per-user key with ["Read:bucket/users/alice/*", "Write:...", "List:..."]."""
         self.dir = Path(directory)
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
         config = self.dir / "s3-identities.json"
-        config.write_text(json.dumps(_identities(), indent=1))
+        config.write_text(json.dumps(_identities(identities), indent=1))
         os.chmod(config, 0o600)
         self.sts = sts
         iam_args = []

@@ -1,7 +1,7 @@
 """Per-user keys an admin maps (file or callable), for S3-compatible stores without STS.
 
 The store itself must confine each key to its user's prefix (e.g. a SeaweedFS identity with
-actions ``Read:bucket/users/alice``, ``Write:...``, ``List:...``; a Ceph RGW user with a bucket
+actions ``Read:bucket/users/alice/*``, ``Write:...``, ``List:...``; a Ceph RGW user with a bucket
 policy per prefix). The hub only hands each node its own user's key, never a shared one.
 """
 

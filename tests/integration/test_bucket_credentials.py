@@ -168,3 +168,57 @@ async def test_bad_user_names_and_settings_are_refused_before_any_call(sts_store
         await issuer(sts_store, bucket, duration=60).issue("alice")
     with pytest.raises(IssueFailed, match="STS refused AssumeRole"):
         await issuer(sts_store, bucket, role_arn="arn:aws:iam::role/no-such-role").issue("alice")
+
+
+# -- stores without STS: per-user keys the store confines (SeaweedFS identities) ---------------
+STATIC_BUCKET = "static-notebooks"
+
+
+def user_key(name):
+    return {"AWS_ACCESS_KEY_ID": f"key-{name}", "AWS_SECRET_ACCESS_KEY": f"secret-of-{name}-0123456789"}
+
+
+@pytest.fixture(scope="module")
+def identity_store(tmp_path_factory):
+    """SeaweedFS with one identity per researcher, each allowed only its own prefix."""
+    scoped = [
+        (name, user_key(name), [f"{a}:{STATIC_BUCKET}/users/{name}/*" for a in ("Read", "Write", "List")])
+        for name in ("alice", "bob")
+    ]
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs-identities"), identities=scoped)
+    server.start()
+    server.create_bucket(STATIC_BUCKET)
+    server.client().put_object(Bucket=STATIC_BUCKET, Key="users/bob/thesis.ipynb", Body=b"bob's notebook")
+    yield server
+    server.stop()
+
+
+async def test_static_per_user_keys_reach_only_their_prefix(identity_store, tmp_path):
+    from hybrid_spawner.bucket_credentials import StaticKeysIssuer
+    import hashlib
+    import os
+
+    keys = tmp_path / "bucket-keys.json"
+    keys.write_text(json.dumps({
+        name: {"access_key_id": user_key(name)["AWS_ACCESS_KEY_ID"], "secret_access_key": user_key(name)["AWS_SECRET_ACCESS_KEY"]}
+        for name in ("alice", "bob")
+    }))
+    os.chmod(keys, 0o600)
+    issuer = StaticKeysIssuer(bucket=STATIC_BUCKET, endpoint_url=identity_store.url, keys_file=str(keys))
+    alice = await issuer.issue("alice")
+    assert alice.expiration is None and alice.for_node()["Expiration"] is None
+    store = S3Store(STATIC_BUCKET, endpoint_url=identity_store.url, region=REGION,
+                    credentials=FileCredentials(str(credentials_file(tmp_path, alice))), max_attempts=1)
+    data = b'{"cells": []}'
+    store.put("users/alice/a.ipynb", data, hashlib.md5(data).digest())
+    assert set(store.list("users/alice/")) == {"users/alice/a.ipynb"}
+    assert store.get("users/alice/a.ipynb").data == data
+    store.delete("users/alice/a.ipynb")
+    for call in (
+        lambda: store.list("users/bob/"),
+        lambda: store.get("users/bob/thesis.ipynb"),
+        lambda: store.put("users/bob/thesis.ipynb", b"x", hashlib.md5(b"x").digest()),
+        lambda: store.delete("users/bob/thesis.ipynb"),
+    ):
+        assert refused(call).reason == "access-denied"
+    assert identity_store.client().get_object(Bucket=STATIC_BUCKET, Key="users/bob/thesis.ipynb")["Body"].read() == b"bob's notebook"
