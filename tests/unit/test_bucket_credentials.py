@@ -255,3 +255,15 @@ def test_the_refresher_replaces_the_file_before_expiry_and_stops_when_revoked(tm
     assert not refresher.is_alive(), "a revoked secret must end the refresher"
     assert seen == ["the-secret"] * 3 and refresher.refreshes == 2
     assert json.loads(path.read_text())["AccessKeyId"] == "AK3"
+
+
+def test_every_registered_backend_hands_over_bucket_credentials_the_same_way():
+    """The hand-over lives in RemoteSpawner: a backend that bypassed it would give its nodes none."""
+    from hybrid_spawner.backends import BACKENDS, spawner_class
+    from hybrid_spawner.remote import RemoteSpawner
+
+    for name in BACKENDS:
+        cls = spawner_class(name)
+        assert issubclass(cls, RemoteSpawner), name
+        assert cls._bootstrap_payload is RemoteSpawner._bootstrap_payload, f"{name} overrides the payload"
+        assert cls.class_traits()["bucket_credentials_issuer"] is not None
