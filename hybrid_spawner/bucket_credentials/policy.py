@@ -32,7 +32,10 @@ def user_prefix(template: str, username: str) -> str:
         raise PrefixRefused(f"user name {username!r} cannot name a bucket prefix")
     if _WILDCARDS.search(username) or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in username):
         raise PrefixRefused(f"user name {username!r} contains a character IAM treats as a wildcard or variable")
-    prefix = template.format(username=username).lstrip("/")
+    try:
+        prefix = template.format(username=username).lstrip("/")
+    except (KeyError, IndexError, ValueError):
+        raise PrefixRefused(f"the prefix template {template!r} may name only {{username}}") from None
     if _WILDCARDS.search(prefix):
         raise PrefixRefused(f"the prefix template {template!r} contains an IAM wildcard or variable")
     if not prefix.endswith("/"):

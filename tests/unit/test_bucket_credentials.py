@@ -55,7 +55,7 @@ def test_user_prefix(template, user, prefix):
     "template, user",
     [("users/", "alice"), ("users/{username}/", "a*"), ("users/{username}/", "a?b"), ("users/{username}/", "${x}"),
      ("users/{username}/", "a/b"), ("users/{username}/", ".."), ("users/{username}/", ""), ("u*/{username}/", "a"),
-     ("users//{username}/", "a"), ("users/{username}/", "a\nb")],
+     ("users//{username}/", "a"), ("users/{username}/", "a\nb"), ("users/{username}/{server}/", "a")],
 )
 def test_user_prefix_refuses_what_would_not_confine_one_user(template, user):
     with pytest.raises(policy.PrefixRefused):
