@@ -73,6 +73,18 @@ def server_environment(hub, timeout: float = 30) -> dict:
     raise AssertionError("no single-user server of this hub with a credentials file")
 
 
+def remove_left_credentials(env: dict) -> None:
+    """The agent removes the file when its server exits cleanly; the simulators kill nodes after a
+    few seconds (a real termination wipes the disk), so remove what a killed agent left."""
+    path = Path(env["HYBRID_S3_CREDENTIALS_FILE"])
+    deadline = time.monotonic() + 10
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    if path.exists():
+        path.unlink()
+        path.parent.rmdir()
+
+
 def check_node_reaches_only_its_prefix(store, env: dict, user: str, owner: str) -> None:
     assert env["HYBRID_SYNC_BUCKET"] == BUCKET and env["HYBRID_SYNC_PREFIX"] == f"users/{user}/"
     assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ACCESS_KEY_ID" not in env
@@ -103,8 +115,10 @@ def test_openstack_node_gets_its_users_key(store, openstack_fake, tmp_path):
     with openstack_stack(openstack_fake, tmp_path / "stack", hub_config=HUB_CONFIG + store.issuer_config) as stack:
         stack.hub.spawn("alice")
         stack.hub.wait_ready("alice", timeout=90)
-        check_node_reaches_only_its_prefix(store, server_environment(stack.hub), "alice", owner="root")
+        env = server_environment(stack.hub)
+        check_node_reaches_only_its_prefix(store, env, "alice", owner="root")
         stack.hub.stop_server("alice")
+        remove_left_credentials(env)
     openstack_fake.reset()
 
 
@@ -114,5 +128,7 @@ def test_slurm_job_gets_its_users_key(store, make_slurm_hub, slurm_cluster, slur
     assert status in (201, 202), body
     hub.wait_ready(slurm_test_user, timeout=120)
     # The job runs as the researcher's Unix account, which alone can read the file.
-    check_node_reaches_only_its_prefix(store, server_environment(hub), slurm_test_user, owner=slurm_test_user)
+    env = server_environment(hub)
+    check_node_reaches_only_its_prefix(store, env, slurm_test_user, owner=slurm_test_user)
     hub.stop_server(slurm_test_user)
+    remove_left_credentials(env)
