@@ -25,17 +25,22 @@ from typing import Any
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Float, Integer, Unicode
+from traitlets import Float, Integer, Type, Unicode
 
-from hybrid_spawner.bootstrap import credentials
+from hybrid_spawner.bootstrap import credentials, refresh
 from hybrid_spawner.bootstrap import script as boot_script
 from hybrid_spawner.bootstrap.handlers import register_hub_handlers
 from hybrid_spawner._version import __version__
+from hybrid_spawner.bucket_credentials import CredentialIssuer, IssueFailed
 from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
 
 # Every hybrid spawner imports this module: the hub gets the node endpoints as soon as its
 # configuration names one (see hybrid_spawner.bootstrap.handlers).
 register_hub_handlers()
+
+
+# One issuer per class in this hub process (see RemoteSpawner._issuer).
+_ISSUERS: dict[type, CredentialIssuer] = {}
 
 
 class SpawnFailed(web.HTTPError):
@@ -101,6 +106,21 @@ class RemoteSpawner(Spawner):
         help="""Seconds between two refreshes of the shared status cache. One batched API call
         per interval covers every server of this hub, so this can be short without cost
         concerns; out-of-band terminations are detected within one interval.""",
+    )
+
+    bucket_credentials_issuer = Type(
+        None,
+        klass=CredentialIssuer,
+        allow_none=True,
+        config=True,
+        help="""Where each node's bucket credentials come from: a CredentialIssuer class, e.g.
+        "hybrid_spawner.bucket_credentials.STSIssuer" (STS AssumeRole with a session policy
+        naming the user's prefix: AWS, SeaweedFS, MinIO, Ceph RGW) or
+        "hybrid_spawner.bucket_credentials.StaticKeysIssuer" (per-user keys from a file or a
+        callable). The node receives credentials that reach only its user's prefix, and
+        refreshes them through the hub before they expire. None: the node gets no bucket
+        credentials (sync then has none either; never put a shared key in the environment
+        instead, see docs/security.md).""",
     )
 
     # State (restored by load_state).
@@ -199,6 +219,8 @@ class RemoteSpawner(Spawner):
         self._events: list[dict] = []
         self._event_signal = asyncio.Event()
         self._start_task: asyncio.Task | None = None
+        self._bucket_payload: dict = {}
+        self._refresh_hash: str | None = None
 
     async def start(self):
         self._events = []
@@ -209,7 +231,41 @@ class RemoteSpawner(Spawner):
         return await self._start_task
 
     def _bootstrap_payload(self) -> dict:
-        return boot_script.spawner_payload(self)
+        payload = boot_script.spawner_payload(self)
+        if self._bucket_payload:
+            payload["environment"].update(self._bucket_payload["environment"])
+            payload["bucket_credentials"] = self._bucket_payload["bucket_credentials"]
+            self._bucket_payload = {}  # handed out once; the node refreshes through the hub
+        return payload
+
+    # ------------------------------------------------------------------ bucket credentials
+    def _issuer(self) -> CredentialIssuer | None:
+        cls = self.bucket_credentials_issuer
+        if cls is None:
+            return None
+        issuer = _ISSUERS.get(cls)
+        if issuer is None:  # one per hub process: its options are the hub's, not a user's
+            issuer = _ISSUERS[cls] = cls(config=self.config, log=self.log)
+        return issuer
+
+    async def _issue_bucket_credentials(self) -> dict:
+        """The first credentials and a refresh secret for this spawn (both shown to the node once)."""
+        issuer = self._issuer()
+        if issuer is None:
+            return {}
+        try:
+            creds = await issuer.issue(self.user.name)
+        except IssueFailed as e:
+            raise SpawnFailed(f"No bucket credentials for your server: {e}") from None
+        secret, self._refresh_hash = refresh.registry.issue(self._log_name, self._refreshed_credentials)
+        return {
+            "environment": creds.node_environment(),
+            "bucket_credentials": {"credentials": creds.for_node(), "refresh_secret": secret},
+        }
+
+    async def _refreshed_credentials(self) -> dict:
+        creds = await self._issuer().issue(self.user.name)
+        return {"credentials": creds.for_node()}
 
     async def _start_node(self):
         deadline = time.monotonic() + self._internal_timeout()
@@ -217,6 +273,7 @@ class RemoteSpawner(Spawner):
         try:
             self.emit(5, "Checking the server options")
             await self.check_options()
+            self._bucket_payload = await self._issue_bucket_credentials()
             ttl = self.bootstrap_ttl or self.start_timeout
             entry, credential = credentials.registry.issue(self._log_name, self._bootstrap_payload, ttl)
             script = boot_script.render_bootstrap_script(
@@ -326,6 +383,9 @@ class RemoteSpawner(Spawner):
                 self.status_cache().untrack(self.node_id)
             except NotImplementedError:
                 pass
+        refresh.registry.forget(self._refresh_hash)  # the node's refreshes end with its server
+        self._refresh_hash = None
+        self._bucket_payload = {}
         self.node_id = self.node_ip = self.node_port = None
         self.clear_backend_state()
 
@@ -375,6 +435,8 @@ class RemoteSpawner(Spawner):
                 node_port=self.node_port,
                 **self.backend_state(),
             )
+            if self._refresh_hash:
+                state["bucket_refresh_hash"] = self._refresh_hash  # a hash: the secret stays on the node
         if self.last_stop_message:
             state["last_stop_message"] = self.last_stop_message
         return state
@@ -388,6 +450,9 @@ class RemoteSpawner(Spawner):
             self.node_port = state.get("node_port")
             self.load_backend_state(state)
             self.status_cache().track(self.node_id)
+            self._refresh_hash = state.get("bucket_refresh_hash") or None
+            if self._refresh_hash and self._issuer() is not None:
+                refresh.registry.restore(self._refresh_hash, self._log_name, self._refreshed_credentials)
 
     def clear_state(self) -> None:
         super().clear_state()

@@ -16,8 +16,9 @@ c.BucketSync.prefix_template = "users/{username}/"
 # An S3-compatible store (Ceph RGW, SeaweedFS, MinIO); leave empty for AWS S3.
 # c.BucketSync.endpoint_url = "https://s3.example.org"
 c.BucketSync.region = "eu-west-1"
-# Credentials come from the standard boto3 chain: an instance profile on EC2, or
-# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment. Never put them here.
+# Credentials: on a spawned node, the user's own short-lived credentials in the file the node
+# agent keeps current ($HYBRID_S3_CREDENTIALS_FILE, docs/security.md); elsewhere the standard
+# boto3 chain. Never put keys here.
 # Sync by itself every 15 minutes, and once more when the server stops (culler, spot end).
 c.BucketSync.periodic_interval = 15 * 60
 c.BucketSync.sync_on_stop = True

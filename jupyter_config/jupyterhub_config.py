@@ -39,7 +39,8 @@ c.EC2Spawner.subnet_ids = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb
 # "jupyter-nodes": inbound TCP 8888 from the hub's security group only; outbound 8081 to the hub,
 # 443 to the S3 / SSM VPC endpoints. CHANGE ME.
 c.EC2Spawner.security_group_ids = ["sg-0ccccccccccccccc"]
-# Role of the node: read/write on its user's prefix of the notebook bucket. CHANGE ME.
+# Role of the node: NO S3 rights (a researcher can read it from the instance metadata); the
+# bucket is reached with per-user credentials below. Or leave it empty. CHANGE ME.
 c.EC2Spawner.instance_profile = "jupyter-node"
 c.EC2Spawner.root_volume_size = 50
 c.EC2Spawner.root_volume_type = "gp3"
@@ -62,12 +63,19 @@ c.EC2Spawner.http_timeout = 120
 c.EC2Spawner.status_refresh_interval = 30
 c.EC2Spawner.poll_interval = 60
 
-# What the single-user extension needs (docs/contracts.md); delivered by the bootstrap, never
-# in user-data. With an instance profile no AWS keys are needed.
+# Bucket credentials per user (docs/security.md): at each spawn the hub assumes the node-data
+# role with a session policy naming only users/<name>/, hands the credentials to the node in the
+# bootstrap redemption and refreshes them through the hub; the issuer also sets the node's
+# HYBRID_SYNC_BUCKET / HYBRID_SYNC_PREFIX. The hub's role needs sts:AssumeRole on role_arn.
+c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.STSIssuer"
+c.STSIssuer.bucket = "research-notebooks"  # CHANGE ME
+c.STSIssuer.role_arn = "arn:aws:iam::123456789012:role/jupyter-node-data"  # CHANGE ME
+c.STSIssuer.region = "eu-west-1"
+c.STSIssuer.duration = 3600
+
+# What else the single-user extension needs (docs/contracts.md); delivered by the bootstrap,
+# never in user-data. No AWS keys: the node's bucket credentials come from the issuer above.
 c.EC2Spawner.environment = {
-    "HYBRID_SYNC_BUCKET": "research-notebooks",  # CHANGE ME
-    "HYBRID_SYNC_PREFIX": "users/{username}/",
-    "HYBRID_S3_REGION": "eu-west-1",
     "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
     "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
 }

@@ -50,12 +50,23 @@ c.OpenStackSpawner.http_timeout = 120
 c.OpenStackSpawner.status_refresh_interval = 30
 c.OpenStackSpawner.poll_interval = 60
 
-# What the single-user extension needs (docs/contracts.md); delivered by the bootstrap, never
-# in user-data. The tenant's S3-compatible store (Ceph RGW, MinIO) needs an endpoint and keys.
+# Bucket credentials per user (docs/security.md): never one shared key in the environment.
+# Ceph RGW, MinIO and SeaweedFS 4 have STS: the hub assumes a role with a session policy that
+# names only users/<name>/. For a store without STS, use StaticKeysIssuer with one key per user
+# that the store confines to that user's prefix.
+c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.STSIssuer"
+c.STSIssuer.bucket = "research-notebooks"  # CHANGE ME
+c.STSIssuer.endpoint_url = "https://object-store.research.internal"  # CHANGE ME
+c.STSIssuer.sts_endpoint_url = "https://object-store.research.internal"  # CHANGE ME
+c.STSIssuer.role_arn = "arn:aws:iam::::role/jupyter-node-data"  # CHANGE ME: the store's role
+# c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.StaticKeysIssuer"
+# c.StaticKeysIssuer.bucket = "research-notebooks"
+# c.StaticKeysIssuer.endpoint_url = "https://object-store.research.internal"
+# c.StaticKeysIssuer.keys_file = "/etc/jupyterhub/bucket-keys.json"  # chmod 600
+
+# What else the single-user extension needs (docs/contracts.md); delivered by the bootstrap,
+# never in user-data.
 c.OpenStackSpawner.environment = {
-    "HYBRID_SYNC_BUCKET": "research-notebooks",  # CHANGE ME
-    "HYBRID_SYNC_PREFIX": "users/{username}/",
-    "HYBRID_S3_ENDPOINT_URL": "https://object-store.research.internal",  # CHANGE ME
     "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
     "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
 }

@@ -21,7 +21,7 @@ from simulators.noderunner_openstack import NovaNodeRunnerProcess
 from simulators.moto import MOTO_CREDENTIALS, MotoServer
 from simulators.noderunner import NodeRunnerProcess
 from simulators.processes import venv_bin_dir
-from simulators.seaweedfs import ADMIN_CREDENTIALS, REGION, SeaweedS3
+from simulators.seaweedfs import ADMIN_CREDENTIALS, NODE_DATA_ROLE_ARN, REGION, SeaweedS3
 
 from jupyter_config.demo.hub_config import DemoHubSettings, hub_config, profiles_for
 
@@ -113,7 +113,8 @@ class DemoStack:
         from simulators.voila_host import PublicHost
 
         moto = MotoServer(d / "moto")
-        s3 = SeaweedS3(d / "seaweedfs")
+        # With its STS: each node gets credentials for its own user's prefix (docs/security.md).
+        s3 = SeaweedS3(d / "seaweedfs", sts=True)
         # The publisher hands rendering to Voila through nginx: no nginx, no public host.
         host = PublicHost(d / "public-host") if shutil.which("nginx") else None
         if host is None:
@@ -202,19 +203,20 @@ class DemoStack:
             homes=str(homes),
             welcome_notebook=str(welcome_notebook(d / "welcome.ipynb")),
             publisher_secret_file=str(secret_file),
+            # No S3 key here: the hub's issuer hands each node its own user's credentials and
+            # sets HYBRID_SYNC_BUCKET / HYBRID_SYNC_PREFIX / HYBRID_S3_ENDPOINT_URL.
             node_environment={
-                **ADMIN_CREDENTIALS,
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_EC2_METADATA_DISABLED": "true",
-                "HYBRID_SYNC_BUCKET": BUCKET,
-                "HYBRID_S3_ENDPOINT_URL": s3.url,
                 "HYBRID_S3_REGION": REGION,
                 **publisher_env,
             },
+            bucket_credentials={"bucket": BUCKET, "url": s3.url, "role_arn": NODE_DATA_ROLE_ARN, "profile": HUB_STS_PROFILE},
             slurm=slurm_env is not None,
             openstack_clouds_yaml=clouds_yaml or "",
         )
-        hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
+        hub_sts = {"AWS_SHARED_CREDENTIALS_FILE": str(_hub_sts_credentials(d / "hub-sts-credentials"))}
+        hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **hub_sts, **(slurm_env or {})}, password=PASSWORD)
         say("starting JupyterHub with HybridSpawner…")
         hub.start(timeout=90)
         self._compute.append(hub.stop)
@@ -272,6 +274,22 @@ class DemoStack:
                         say(f"stopped {name} ({future.result():.1f} s)")
                     except Exception as e:  # keep stopping the others
                         print(f"demo: stopping {name} failed: {e}", file=sys.stderr)
+
+
+HUB_STS_PROFILE = "hub-sts"
+
+
+def _hub_sts_credentials(path: Path) -> Path:
+    """The hub's own identity at the store's STS (SeaweedFS's admin plays the hub's role), in a
+    0600 shared-credentials file the hub reads by profile: never a node's, never a command line."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            f"[{HUB_STS_PROFILE}]\n"
+            f"aws_access_key_id = {ADMIN_CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {ADMIN_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n"
+        )
+    return path
 
 
 def _timed(fn) -> float:

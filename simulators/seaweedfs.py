@@ -5,6 +5,13 @@ Every port it opens (including the gRPC ports, which default to HTTP port + 1000
 Iceberg / Lance catalog ports) is chosen here so that several instances can run side by side.
 Two S3 identities are configured: an admin that may do everything and a reader that may only
 list and read, so that "access denied" can be exercised against the real server.
+
+With ``sts=True`` the server also runs SeaweedFS's STS and IAM policy engine (``-s3.iam.config``):
+the admin identity plays the hub and may assume :data:`NODE_DATA_ROLE_ARN`, whose policy reaches
+``users/*`` of every bucket; a session policy then narrows a session to one user's prefix, and
+SeaweedFS enforces it, ``s3:prefix`` conditions included (checked with weed 4.48). Session
+credentials live at most ``sts_max_session`` seconds, whatever DurationSeconds asks for, so
+tests can watch them expire.
 """
 
 from __future__ import annotations
@@ -19,9 +26,43 @@ from simulators.processes import ManagedProcess, child_env, free_port, http_ok, 
 ADMIN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "hybrid-admin", "AWS_SECRET_ACCESS_KEY": "hybrid-admin-secret"}
 READER_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "hybrid-reader", "AWS_SECRET_ACCESS_KEY": "hybrid-reader-secret"}
 REGION = "us-east-1"
+NODE_DATA_ROLE_ARN = "arn:aws:iam::role/jupyter-node-data"
+# A role like an EC2 instance profile of a node: trusted, but with no S3 rights at all.
+NODE_INSTANCE_ROLE_ARN = "arn:aws:iam::role/jupyter-node-instance"
 
 
-def _identities() -> dict:
+def _iam_config(max_session_seconds: int) -> dict:
+    """STS, the node-data role (reaches users/*; sessions narrow it) and a rightless instance role."""
+    import base64
+    import secrets
+
+    from hybrid_spawner.bucket_credentials.policy import node_data_role_policy
+
+    def role(arn, policies):
+        return {
+            "roleName": arn.rsplit("/", 1)[1],
+            "roleArn": arn,
+            "trustPolicy": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["sts:AssumeRole"]}],
+            },
+            "attachedPolicies": policies,
+        }
+
+    return {
+        "sts": {
+            "tokenDuration": "1h",
+            "maxSessionLength": f"{max_session_seconds}s",
+            "issuer": "seaweedfs-sts",
+            "signingKey": base64.b64encode(secrets.token_bytes(32)).decode(),
+        },
+        "policy": {"defaultEffect": "Deny", "storeType": "memory"},
+        "roles": [role(NODE_DATA_ROLE_ARN, ["node-data"]), role(NODE_INSTANCE_ROLE_ARN, [])],
+        "policies": [{"name": "node-data", "document": node_data_role_policy("*")}],
+    }
+
+
+def _identities(extra=()) -> dict:
     def identity(name, creds, actions):
         return {
             "name": name,
@@ -33,6 +74,7 @@ def _identities() -> dict:
         "identities": [
             identity("admin", ADMIN_CREDENTIALS, ["Admin", "Read", "List", "Tagging", "Write"]),
             identity("reader", READER_CREDENTIALS, ["Read", "List"]),
+            *(identity(name, creds, actions) for name, creds, actions in extra),
         ]
     }
 
@@ -47,13 +89,24 @@ def _distinct_free_ports(count: int) -> list[int]:
 class SeaweedS3(ManagedProcess):
     """``weed server -s3`` in ``directory``; ``url`` is the S3 endpoint, ``env`` its credentials."""
 
-    def __init__(self, directory, *, ready_timeout: float = 90.0):
+    def __init__(
+        self, directory, *, ready_timeout: float = 90.0, sts: bool = False, sts_max_session: int = 43200, identities=()
+    ):
+        """``identities``: extra (name, {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, actions)
+        triples, e.g. a per-user key with ["Read:bucket/users/alice/*", "Write:...", "List:..."]."""
         self.dir = Path(directory)
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
         config = self.dir / "s3-identities.json"
-        config.write_text(json.dumps(_identities(), indent=1))
+        config.write_text(json.dumps(_identities(identities), indent=1))
         os.chmod(config, 0o600)
+        self.sts = sts
+        iam_args = []
+        if sts:
+            iam_config = self.dir / "iam.json"
+            iam_config.write_text(json.dumps(_iam_config(sts_max_session), indent=1))
+            os.chmod(iam_config, 0o600)
+            iam_args = [f"-s3.iam.config={iam_config}"]
         (
             master,
             master_grpc,
@@ -87,6 +140,7 @@ class SeaweedS3(ManagedProcess):
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={config}",
+            *iam_args,
         ]
         super().__init__(
             "seaweedfs",

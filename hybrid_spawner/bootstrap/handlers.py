@@ -1,4 +1,4 @@
-"""The two hub endpoints a node calls: redeem its credential, report its port.
+"""The hub endpoints a node calls: redeem its credential, report its port, refresh its bucket credentials.
 
 Registration: :func:`register_hub_handlers` appends the handlers to
 ``jupyterhub.handlers.default_handlers`` (the hub prefixes them with ``/hub``), the same way
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 
+from hybrid_spawner.bootstrap import refresh
 from hybrid_spawner.bootstrap.credentials import CredentialRejected, registry
 
 BOOTSTRAP_PATH = "/api/hybrid/bootstrap"
 PORT_PATH = "/api/hybrid/port"
+REFRESH_PATH = "/api/hybrid/bucket-credentials"
 
 
 # -- hub handlers -------------------------------------------------------------------------
@@ -71,7 +73,32 @@ def _make_handlers():
             self.log.info("hybrid bootstrap: %s reported port %d", entry.label, port)
             self.set_status(204)
 
-    return [(BOOTSTRAP_PATH, BootstrapHandler), (PORT_PATH, PortHandler)]
+    class BucketCredentialsHandler(_NodeHandler):
+        """A running node's next bucket credentials, for the refresh secret it got at redemption."""
+
+        async def post(self):
+            from hybrid_spawner.bucket_credentials import IssueFailed
+
+            body = self._body()
+            try:
+                label, answer = await refresh.registry.refresh(body.get("secret"))
+            except CredentialRejected as e:
+                self._refuse("bucket credential refresh", e)
+            except refresh.RefreshTooSoon as e:
+                self.set_header("Retry-After", str(int(refresh.registry.MIN_INTERVAL)))
+                raise web.HTTPError(429, "refreshed too recently (%s)", e) from None
+            except IssueFailed as e:
+                self.log.warning("hybrid bootstrap: bucket credential refresh failed: %s", e)
+                raise web.HTTPError(503, "the hub could not obtain new bucket credentials") from None
+            self.log.info("hybrid bootstrap: refreshed bucket credentials of %s", label)
+            self.set_header("Cache-Control", "no-store")
+            self.write(json.dumps(answer))
+
+    return [
+        (BOOTSTRAP_PATH, BootstrapHandler),
+        (PORT_PATH, PortHandler),
+        (REFRESH_PATH, BucketCredentialsHandler),
+    ]
 
 
 def register_hub_handlers() -> None:

@@ -7,10 +7,18 @@
 3. Once the server accepts connections, report its port to the hub with the report secret.
 4. Stay in the foreground forwarding SIGTERM/SIGINT, and exit with the server's status.
 
+Bucket credentials (when the hub has an issuer, docs/security.md): the redemption carries the
+user's first credentials and a refresh secret. The agent writes the credentials to a file only
+this account can read (``HYBRID_S3_CREDENTIALS_FILE`` in the server's environment; the sync
+re-reads it), and a thread fetches the next ones from the hub's refresh endpoint when half of
+their remaining lifetime has passed, replacing the file atomically. The file is removed on exit.
+
 Node-local settings (environment of the boot script, never sent by the hub):
 ``HYBRID_NODE_BIND_IP`` (default 0.0.0.0), ``HYBRID_NODE_PORT`` (default: the spawner's port, or
 a free one when that is 0), ``HYBRID_NODE_EXTRA_ARGS`` (appended to the command, e.g.
-``--allow-root`` where nodes run as root), ``HYBRID_NODE_READY_TIMEOUT`` (seconds, default 300).
+``--allow-root`` where nodes run as root), ``HYBRID_NODE_READY_TIMEOUT`` (seconds, default 300),
+``HYBRID_NODE_CREDENTIALS_DIR`` (where the credentials file goes; default a new private
+temporary directory).
 Only the standard library is used, so the agent runs on any Python 3.8+ of the node image.
 """
 
@@ -23,7 +31,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from datetime import datetime, timezone
 import urllib.error
 import urllib.request
 
@@ -85,6 +96,90 @@ def wait_listening(host: str, port: int, child: subprocess.Popen, deadline: floa
     raise TimeoutError(f"single-user server not listening on port {port}")
 
 
+# -- bucket credentials ---------------------------------------------------------------------
+def write_credentials(path: str, credentials: dict) -> None:
+    """Replace the credentials file atomically (readers never see half a file), mode 0600."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(credentials, f)
+    os.replace(tmp, path)
+
+
+def seconds_left(credentials: dict, now: datetime | None = None) -> float | None:
+    """Seconds until the credentials expire, or None for keys that do not expire."""
+    expiration = credentials.get("Expiration")
+    if not expiration:
+        return None
+    moment = datetime.fromisoformat(str(expiration).replace("Z", "+00:00"))
+    return (moment - (now or datetime.now(timezone.utc))).total_seconds()
+
+
+def refresh_delay(credentials: dict, now: datetime | None = None) -> float | None:
+    """When to ask for the next credentials: after half of their remaining lifetime.
+
+    Half leaves as much time for retries (hub restarting, network blip) as has been used, and
+    never waits past the expiry. None: nothing to refresh.
+    """
+    left = seconds_left(credentials, now)
+    return None if left is None else max(0.0, left / 2)
+
+
+class CredentialRefresher(threading.Thread):
+    """Keeps the credentials file current until stopped, the secret is refused, or keys never expire."""
+
+    def __init__(self, url: str, secret: str, path: str, credentials: dict):
+        super().__init__(name="bucket-credentials", daemon=True)
+        self.url, self._secret, self.path, self.credentials = url, secret, path, credentials
+        self.stopped = threading.Event()
+        self.refreshes = 0
+        self.created_dir = ""
+
+    def run(self) -> None:
+        retry = 1.0
+        while True:
+            delay = refresh_delay(self.credentials)
+            if delay is None or self.stopped.wait(delay):
+                return
+            try:
+                _, answer = post_json(self.url, {"secret": self._secret})
+                self.credentials = answer["credentials"]
+                write_credentials(self.path, self.credentials)
+                self.refreshes += 1
+                retry = 1.0
+                left = seconds_left(self.credentials)
+                log(f"bucket credentials refreshed; valid for {left:.0f}s" if left else "bucket credentials refreshed")
+                continue
+            except urllib.error.HTTPError as e:
+                if e.code in (401, 403):
+                    log("the hub revoked this server's bucket credentials; no more refreshes")
+                    return
+                wait = float(e.headers.get("Retry-After") or retry) if e.code == 429 else retry
+                reason = f"HTTP {e.code}"
+            except (OSError, ValueError, KeyError) as e:
+                wait, reason = retry, type(e).__name__
+            left = seconds_left(self.credentials) or 0.0
+            log(f"bucket credential refresh failed ({reason}); retrying in {wait:.0f}s ({left:.0f}s left)")
+            if self.stopped.wait(min(wait, max(0.5, left / 2))):
+                return
+            retry = min(retry * 2, 60.0)
+
+
+def install_credentials(bundle: dict, bootstrap_url: str):
+    """Write the first credentials and start their refresher; returns (file path, refresher)."""
+    directory = os.environ.get("HYBRID_NODE_CREDENTIALS_DIR")
+    created = not directory
+    directory = directory or tempfile.mkdtemp(prefix="hybrid-bucket-")  # mode 0700
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, "bucket-credentials.json")
+    write_credentials(path, bundle["credentials"])
+    url = bootstrap_url.rsplit("/", 1)[0] + "/bucket-credentials"
+    refresher = CredentialRefresher(url, bundle["refresh_secret"], path, bundle["credentials"])
+    refresher.created_dir = directory if created else ""
+    refresher.start()
+    return path, refresher
+
+
 def main() -> int:
     bootstrap_url = os.environ.pop("HYBRID_BOOTSTRAP_URL", "")
     credential = os.environ.pop("HYBRID_BOOTSTRAP_CREDENTIAL", "")
@@ -103,6 +198,10 @@ def main() -> int:
     port = choose_port(bind_ip, int(config.get("port") or 0))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_NODE_")}
     env.update(config["environment"])
+    refresher = None
+    if config.get("bucket_credentials"):
+        path, refresher = install_credentials(config.pop("bucket_credentials"), bootstrap_url)
+        env["HYBRID_S3_CREDENTIALS_FILE"] = path
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://{bind_ip}:{port}{prefix}"
     command = list(config["command"]) + shlex.split(os.environ.get("HYBRID_NODE_EXTRA_ARGS", ""))
@@ -125,9 +224,25 @@ def main() -> int:
         log(f"bootstrap failed: {e}")
         forward(signal.SIGTERM, None)
         child.wait()
+        _drop_credentials(refresher)
         return 1
     log(f"reported port {port} to the hub")
-    return child.wait()
+    status = child.wait()
+    _drop_credentials(refresher)
+    return status
+
+
+def _drop_credentials(refresher) -> None:
+    """Stop refreshing and remove the credentials from the node's disk."""
+    if refresher is None:
+        return
+    refresher.stopped.set()
+    try:
+        os.remove(refresher.path)
+        if refresher.created_dir:
+            os.rmdir(refresher.created_dir)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -50,6 +50,23 @@ class DemoHubSettings:
     slurm: bool = False
     # The clouds.yaml of the OpenStack fake, when it runs.
     openstack_clouds_yaml: str = ""
+    # Per-user bucket credentials from the store's STS: bucket, url, role_arn, profile.
+    bucket_credentials: dict = field(default_factory=dict)
+
+
+def bucket_credentials_config(b: dict) -> str:
+    """Every node, whatever its backend, gets credentials for its own user's prefix only."""
+    if not b:
+        return ""
+    return f"""
+c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.STSIssuer"
+c.STSIssuer.bucket = {b["bucket"]!r}
+c.STSIssuer.endpoint_url = {b["url"]!r}
+c.STSIssuer.sts_endpoint_url = {b["url"]!r}
+c.STSIssuer.role_arn = {b["role_arn"]!r}
+c.STSIssuer.profile = {b["profile"]!r}
+c.STSIssuer.duration = 900  # the shortest STS allows: the demo shows refreshes every ~7 minutes
+"""
 
 
 def profiles_for(settings: DemoHubSettings) -> list[dict]:
@@ -148,4 +165,4 @@ def _prepare_home(spawner):
 
 
 c.Spawner.pre_spawn_hook = _prepare_home
-"""
+""" + bucket_credentials_config(s.bucket_credentials)

@@ -49,13 +49,23 @@ class BucketSync(Configurable):
 
     region = Unicode(
         help="""Region of the bucket. Default: $HYBRID_S3_REGION, else $AWS_DEFAULT_REGION, else us-east-1.
-        Credentials always come from the standard boto3 chain (instance profile on EC2,
-        AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for S3-compatible stores).""",
+        Credentials come from credentials_file on a spawned node, else from the boto3 chain.""",
     ).tag(config=True)
 
     @default("region")
     def _region_default(self):
         return os.environ.get("HYBRID_S3_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    credentials_file = Unicode(
+        help="""JSON file with this user's bucket credentials, rewritten by the node agent before
+        they expire and re-read by every sync (docs/security.md). Set by the hub on spawned nodes;
+        empty uses the standard boto3 chain (a laptop's own profile, say).
+        Default: $HYBRID_S3_CREDENTIALS_FILE.""",
+    ).tag(config=True)
+
+    @default("credentials_file")
+    def _credentials_file_default(self):
+        return os.environ.get("HYBRID_S3_CREDENTIALS_FILE", "")
 
     concurrency = Int(
         32,

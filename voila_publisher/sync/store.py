@@ -79,6 +79,7 @@ class ObjectStore(Protocol):
 def open_store(config: "BucketSync") -> ObjectStore:
     """The store a ``c.BucketSync`` configuration names (S3 and S3-compatible stores today)."""
     from voila_publisher.sync.s3.client import S3Store
+    from voila_publisher.sync.s3.credentials import FileCredentials
 
     return S3Store(
         config.bucket,
@@ -86,4 +87,5 @@ def open_store(config: "BucketSync") -> ObjectStore:
         region=config.region,
         pool_size=config.concurrency,
         max_attempts=config.max_attempts,
+        credentials=FileCredentials(config.credentials_file) if config.credentials_file else None,
     )

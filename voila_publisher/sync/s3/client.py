@@ -5,8 +5,9 @@ by per-request client overhead. botocore's full request pipeline (model loading,
 validation, event hooks, response parsing) costs ~2 ms of CPU per PUT here, which kept 1,000
 small files at ~2.8 s; signing each request directly and sending over a shared urllib3
 pool does it in ~1.1 s and makes the command start faster (no service model to load).
-Credentials still come from the standard boto3 chain (environment, shared files, instance
-profile), refreshed as botocore refreshes them.
+Credentials come from a file the node agent rewrites (``credentials.py``, per-user and
+short-lived, see docs/security.md) when one is given, else from the standard boto3 chain
+(environment, shared files), refreshed as botocore refreshes them.
 
 Every request is retried with exponential backoff on throttling, 5xx and network errors.
 Errors carry a short ``reason`` and a message that names what to fix, never a secret.
@@ -63,6 +64,7 @@ class S3Store:
         pool_size: int = 32,
         max_attempts: int = 4,
         session=None,
+        credentials=None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         import boto3  # the credential chain; imported here so that planning code never needs it
@@ -74,6 +76,7 @@ class S3Store:
         self._sleep = sleep
         self._session = session or boto3.Session(region_name=self.region)
         self._credentials = None
+        self._provider = credentials  # a FileCredentials, re-read when the node agent replaces it
         if self.endpoint_url:
             self._base = f"{self.endpoint_url}/{bucket}/"  # path style: what S3-compatible stores expect
         elif "." in bucket:  # a dotted name breaks the wildcard TLS certificate of virtual hosts
@@ -98,6 +101,8 @@ class S3Store:
     # -- signing and sending ---------------------------------------------------------------
 
     def _frozen_credentials(self):
+        if self._provider is not None:
+            return self._provider.frozen()
         if self._credentials is None:
             self._credentials = self._session.get_credentials()
             if self._credentials is None:
@@ -148,6 +153,9 @@ class S3Store:
             error = self._error(resp, method, key)
             if resp.status >= 500 or error.reason in RETRYABLE_CODES:
                 last = error
+                continue
+            if error.reason == "bad-credentials" and self._provider is not None and self._provider.reload():
+                last = error  # signed just before the node agent replaced them: retry with the new ones
                 continue
             raise error
         raise last
