@@ -152,5 +152,32 @@ def notebook_title(nb, fallback: str) -> str:
     return fallback
 
 
+def notebook_description(nb, limit: int = 280) -> str:
+    """What a gallery card says of the dashboard: metadata.description, else the first paragraph
+    of prose in the Markdown cells (headings, images and HTML skipped), plain text, at most
+    ``limit`` characters."""
+    described = nb.get("metadata", {}).get("description")
+    if isinstance(described, str) and described.strip():
+        return _shorten(described, limit)
+    for cell in nb.cells:
+        if cell.get("cell_type") != "markdown":
+            continue
+        paragraph = []
+        for line in str(cell.get("source", "")).splitlines() + [""]:
+            text = line.strip()
+            if text and not re.match(r"^(#|!\[|<|```|---|\|)", text):
+                paragraph.append(text)
+            elif paragraph:
+                return _shorten(" ".join(paragraph), limit)
+    return ""
+
+
+def _shorten(text: str, limit: int) -> str:
+    # Markdown links and emphasis read as plain text on a card.
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", " ".join(text.split()))
+    text = re.sub(r"[*_`]+", "", text)
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 def serialize(nb) -> bytes:
     return nbformat.writes(nb).encode("utf-8")

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import time
+import uuid
 
 import pytest
 import requests
@@ -318,3 +319,39 @@ def test_an_unknown_visibility_is_refused_and_stores_nothing(publisher_api, uniq
     r = _put(publisher_api, "alice", unique_slug, make_notebook(("code", "1")), visibility="secret")
     assert r.status_code == 400 and r.json()["reason"] == "invalid-request"
     assert not (public_host.dashboards_dir / "alice" / unique_slug).exists()
+
+
+PLOT = (
+    "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nfrom IPython.display import Image, display\n"
+    "import io\nfig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 3, 2])\nbuf = io.BytesIO()\nfig.savefig(buf, format='png')\n"
+    "display(Image(buf.getvalue()))"
+)
+
+
+def test_gallery_cards_show_description_author_version_and_thumbnail_and_can_be_searched(publisher_api, public_host):
+    tag = uuid.uuid4().hex[:6]
+    plotted = f"river-{tag}"
+    described = make_notebook(("markdown", f"# River levels {tag}\n\nDaily gauge readings at the **upper weir**."), ("code", PLOT))
+    assert publisher_api.put("dora", plotted, described).status_code == 201
+    assert publisher_api.put("erik", f"soil-{tag}", make_notebook(("markdown", f"# Soil {tag}"), ("code", "print(1)"))).status_code == 201
+    hidden = _put(publisher_api, "dora", f"draft-{tag}", make_notebook(("markdown", f"# Draft {tag}"), ("code", PLOT)), visibility="unlisted")
+    assert hidden.status_code == 201
+
+    gallery = requests.get(public_host.url + "/", timeout=30).text
+    card = re.search(rf'<li class="dashboard" data-owner="dora" data-slug="{plotted}">(.*?)</li>', gallery, re.S)
+    assert card, gallery[:2000]
+    card = card.group(1)
+    assert f"River levels {tag}" in card and "Daily gauge readings at the upper weir." in card
+    assert ">dora<" in card and "version 1" in card and re.search(r"<time datetime=\"\d{4}-\d\d-\d\dT", card)
+    thumbnail = requests.get(f"{public_host.url}/dashboards/dora/{plotted}/thumbnail.png", timeout=30)
+    assert f'src="/dashboards/dora/{plotted}/thumbnail.png"' in card
+    assert thumbnail.status_code == 200 and thumbnail.content.startswith(b"\x89PNG")
+    assert f"draft-{tag}" not in gallery
+    assert requests.get(f"{public_host.url}/dashboards/dora/draft-{tag}/thumbnail.png", timeout=30).status_code == 404
+
+    searched = requests.get(public_host.url + "/", params={"q": f"weir {tag}"}, timeout=30).text
+    assert f'data-slug="{plotted}"' in searched and f'data-slug="soil-{tag}"' not in searched
+    by_erik = requests.get(public_host.url + "/", params={"author": "erik", "q": tag}, timeout=30).text
+    assert f'data-slug="soil-{tag}"' in by_erik and f'data-slug="{plotted}"' not in by_erik
+    nothing = requests.get(public_host.url + "/", params={"q": f"no-such-thing-{tag}"}, timeout=30).text
+    assert "No dashboard matches" in nothing

@@ -26,6 +26,7 @@ It never talks to the research bucket and holds no cloud credentials.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -268,12 +269,22 @@ class PublisherService(Application):
         except Exception as e:  # viewers get the live page, as without static pages
             self.log.warning("no static page for %s/%s version %d: %s", record.owner, record.slug, record.version, e)
             return
+        await self._keep_thumbnail(record, answer.get("thumbnail") or "")
         if answer.get("html") is None:
             self.log.info("%s/%s version %d stays live: %s", record.owner, record.slug, record.version, answer.get("reason"))
             return
         saved = await asyncio.to_thread(self.store.save_static_page, record.owner, record.slug, record.version, answer["html"].encode())
         if saved:
             self.log.info("%s/%s version %d is served as a static page", record.owner, record.slug, record.version)
+
+    async def _keep_thumbnail(self, record, encoded: str) -> None:
+        if not encoded or len(encoded) > 4 * 1024 * 1024:  # a card's picture, not a poster
+            return
+        try:
+            png = base64.b64decode(encoded, validate=False)
+        except ValueError:
+            return
+        await asyncio.to_thread(self.store.save_thumbnail, record.owner, record.slug, record.version, png)
 
     def make_app(self) -> tornado.web.Application:
         return make_app(self.host_context(), log_function=self._log_request)

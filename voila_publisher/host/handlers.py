@@ -186,7 +186,8 @@ class DashboardHandler(ApiHandler):
         new_link = self.get_query_argument("new_link", "") in ("1", "true")
         nb, title = await asyncio.to_thread(self._validate, notebook_bytes, files, slug)
         record = await asyncio.to_thread(
-            self.host.store.publish, owner, slug, notebook_bytes, title, files, source_path, visibility, new_link
+            self.host.store.publish, owner, slug, notebook_bytes, title, files, source_path, visibility, new_link,
+            notebooks.notebook_description(nb),
         )
         self.log.info("published %s/%s version %d (%d data files)", owner, slug, record.version, len(files))
         await self.host.after_publish(record)
@@ -264,12 +265,57 @@ class UnlistedRouteHandler(RenderRouteHandler):
         await self.route(record, "", "")
 
 
+class ThumbnailRouteHandler(BaseHandler):
+    """``/dashboards/{owner}/{slug}/thumbnail.png``: the current version's first image, for its
+    gallery card (public dashboards only)."""
+
+    async def get(self, owner, slug):
+        try:
+            record = await asyncio.to_thread(self.host.store.get, owner, slug)
+        except notebooks.InvalidName:
+            record = None
+        thumbnail = None
+        if record is not None and not record.unlisted:
+            thumbnail = await asyncio.to_thread(self.host.store.thumbnail, owner, slug, record.version)
+        if thumbnail is None:
+            raise tornado.web.HTTPError(404)
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Redirect", INTERNAL_STATIC_PREFIX + thumbnail)
+        self.finish()
+
+
+def gallery_cards(records: list[StoredDashboard], query: str = "", author: str = "", thumbnails: set = frozenset()) -> list[dict]:
+    """The public dashboards a gallery request shows: unlisted never, then by author and by words
+    (every word of ``query`` in the title, description or author, any case)."""
+    words = query.lower().split()
+    cards = []
+    for r in records:
+        if r.unlisted or (author and r.owner != author):
+            continue
+        haystack = f"{r.title} {r.description} {r.owner}".lower()
+        if all(w in haystack for w in words):
+            cards.append({**dashboard_json(r, ""), "description": r.description, "has_thumbnail": (r.owner, r.slug) in thumbnails})
+    return cards
+
+
 class GalleryHandler(BaseHandler):
     async def get(self):
+        query = self.get_query_argument("q", "")[:200]
+        author = self.get_query_argument("author", "")[:100]
         records = await asyncio.to_thread(self.host.store.list, None)
-        dashboards = [dashboard_json(r, "") for r in records if not r.unlisted]
+        public = [r for r in records if not r.unlisted]
+
+        def with_thumbnails():
+            return {(r.owner, r.slug) for r in public if self.host.store.thumbnail(r.owner, r.slug, r.version)}
+
+        thumbnails = await asyncio.to_thread(with_thumbnails)
+        cards = gallery_cards(public, query, author, thumbnails)
+        authors = sorted({r.owner for r in public})
         self.set_header("Cache-Control", "no-cache")
-        self.finish(self.host.render("gallery.html", dashboards=dashboards, title=self.host.gallery_title))
+        self.finish(self.host.render(
+            "gallery.html", dashboards=cards, title=self.host.gallery_title, query=query, author=author,
+            authors=authors, total=len(public),
+        ))
 
 
 class HealthHandler(BaseHandler):
@@ -290,6 +336,7 @@ def make_app(host: HostContext, log_function=None) -> tornado.web.Application:
             (rf"/api/dashboards/{part}/{part}/?", DashboardHandler),
             (rf"/dashboards/{part}/{part}/", RenderRouteHandler),
             (r"/unlisted/([A-Za-z0-9_-]+)/", UnlistedRouteHandler),
+            (rf"/dashboards/{part}/{part}/thumbnail\.png", ThumbnailRouteHandler),
         ],
         host=host,
         log_function=log_function,

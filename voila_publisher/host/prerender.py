@@ -26,6 +26,17 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 class Prerendered:
     html: str | None  # the page, or None when the dashboard must stay live
     reason: str  # why it stays live ("" when static)
+    thumbnail: str = ""  # base64 PNG: the first image the dashboard shows (for the gallery card)
+
+
+def first_image(executed: nbformat.NotebookNode) -> str:
+    """The first PNG output (base64, as stored in the notebook), or ""."""
+    for cell in executed.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            png = output.get("data", {}).get("image/png")
+            if png:
+                return "".join(png) if isinstance(png, list) else str(png)
+    return ""
 
 
 def why_live(executed: nbformat.NotebookNode) -> str:
@@ -65,11 +76,12 @@ async def prerender(notebook_path: Path, kernel_manager, timeout: float, title: 
     try:
         await client.async_execute()
     except (CellExecutionError, DeadKernelError, TimeoutError, RuntimeError) as e:
-        return Prerendered(None, f"it did not run to the end ({type(e).__name__})")
+        return Prerendered(None, f"it did not run to the end ({type(e).__name__})", first_image(nb))
     finally:
         if kernel_manager.has_kernel:
             await kernel_manager.shutdown_kernel(now=True)
     reason = why_live(nb)
+    thumbnail = first_image(nb)
     if reason:
-        return Prerendered(None, reason)
-    return Prerendered(await asyncio.to_thread(export_html, nb, title), "")
+        return Prerendered(None, reason, thumbnail)
+    return Prerendered(await asyncio.to_thread(export_html, nb, title), "", thumbnail)

@@ -49,6 +49,7 @@ class StoredDashboard:
     source_path: str = ""  # where the notebook lives on the owner's server (shown to the owner only)
     visibility: str = PUBLIC  # PUBLIC: in the gallery; UNLISTED: only through /unlisted/{link_key}/
     link_key: str = ""  # the unlisted link's secret (shown to the owner only)
+    description: str = ""  # a line or two for the gallery card
 
     @property
     def unlisted(self) -> bool:
@@ -168,6 +169,22 @@ class DashboardStore:
     def save_static_page(self, owner: str, slug: str, version: int, html: bytes) -> bool:
         """Store the page rendered for ``version``, atomically; False if that version is gone
         meanwhile (replaced and pruned, or unpublished), so no page outlives its dashboard."""
+        return self._save_beside_version(owner, slug, version, f"{version_dir_name(version)}.html", html)
+
+    def thumbnail(self, owner: str, slug: str, version: int) -> str | None:
+        """The thumbnail of this version, relative to ``static_root``, or None."""
+        directory = self._static_dir(owner, slug)
+        name = f"{version_dir_name(version)}.png"
+        return f"{owner}/{slug}/{name}" if directory is not None and (directory / name).is_file() else None
+
+    def save_thumbnail(self, owner: str, slug: str, version: int, png: bytes) -> bool:
+        """Keep a PNG (the dashboard's first image) for the gallery card; False if not a PNG or
+        the version is gone."""
+        if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+            return False
+        return self._save_beside_version(owner, slug, version, f"{version_dir_name(version)}.png", png)
+
+    def _save_beside_version(self, owner: str, slug: str, version: int, name: str, data: bytes) -> bool:
         directory = self._static_dir(owner, slug)
         if directory is None:
             return False
@@ -176,8 +193,8 @@ class DashboardStore:
                 return False
             directory.mkdir(parents=True, exist_ok=True)
             staging = directory / f".staging-{uuid.uuid4().hex}"
-            _write_durably(staging, html)
-            os.replace(staging, directory / f"{version_dir_name(version)}.html")
+            _write_durably(staging, data)
+            os.replace(staging, directory / name)
             return True
 
     def _drop_static_pages(self, owner: str, slug: str, keep: set[int] | None = None) -> None:
@@ -186,7 +203,7 @@ class DashboardStore:
             return
         for page in directory.iterdir():
             m = _VERSION_DIR.match(page.stem)
-            if page.suffix == ".html" and (keep is None or (m and int(m.group(1)) not in keep)):
+            if page.suffix in (".html", ".png") and (keep is None or (m and int(m.group(1)) not in keep)):
                 page.unlink(missing_ok=True)
         if keep is None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -194,7 +211,7 @@ class DashboardStore:
     # -- writing ---------------------------------------------------------------------------
     def publish(
         self, owner: str, slug: str, notebook: bytes, title: str, files: dict[str, bytes] | None = None, source_path: str = "",
-        visibility: str = PUBLIC, new_link: bool = False,
+        visibility: str = PUBLIC, new_link: bool = False, description: str = "",
     ) -> StoredDashboard:
         """Store a new version and make it current atomically; returns it.
 
@@ -230,6 +247,7 @@ class DashboardStore:
                     source_path=source_path,
                     visibility=visibility,
                     link_key=link_key,
+                    description=description,
                 )
                 _write_durably(staging / notebook_name, notebook)
                 for name, data in files.items():

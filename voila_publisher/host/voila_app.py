@@ -80,7 +80,7 @@ class PrerenderHandler(PoolsHandler):
             raise web.HTTPError(400, "not a notebook of a dashboard version")
         async with self.app.prerender_slots:
             result = await prerender(notebook, self.app.sandboxed_kernel_manager(), self.app.prerender_timeout, title)
-        self.finish({"html": result.html, "reason": result.reason})
+        self.finish({"html": result.html, "reason": result.reason, "thumbnail": result.thumbnail})
 
 
 class BoundedVoilaHandler(TornadoVoilaHandler):
