@@ -11,7 +11,7 @@ import { deleteIcon, launchIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { publishIcon, restoreIcon, syncIcon } from './icons';
-import { IPublishChoice, PublishOptions } from './publishDialog';
+import { IPublishChoice, PublishOptions, VersionChoice } from './publishDialog';
 import { progressMessage } from './messages';
 import { Availability, HybridModel } from './model';
 import {
@@ -28,6 +28,7 @@ export namespace CommandIDs {
   export const publish = 'hybrid:publish';
   export const unpublish = 'hybrid:unpublish';
   export const openDashboard = 'hybrid:open-dashboard';
+  export const versions = 'hybrid:dashboard-versions';
 }
 
 export const PALETTE_CATEGORY = 'Cloud';
@@ -274,6 +275,63 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
     }
   });
 
+  commands.addCommand(CommandIDs.versions, {
+    label: 'Dashboard Versions…',
+    caption: () =>
+      tooltip(
+        model.publishing,
+        'publishing to Voila',
+        'See the versions of this notebook’s dashboard and roll back to an earlier one'
+      ),
+    isEnabled: args => model.publishing.state === 'ready' && notebookTarget(args) !== null,
+    execute: async args => {
+      const dashboard = await dashboardOrWarn(args);
+      if (!dashboard) {
+        return;
+      }
+      const title = dashboard.title || dashboard.slug;
+      let versions;
+      try {
+        versions = await model.versions(dashboard);
+      } catch (error) {
+        Notification.error(
+          `Could not list the versions of “${title}”: ${error instanceof Error ? error.message : error}`,
+          { autoClose: false }
+        );
+        return;
+      }
+      const result = await showDialog({
+        title: `Versions of “${title}”`,
+        body: new VersionChoice(versions),
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Roll back' })]
+      });
+      if (!result.button.accept || result.value === null) {
+        return;
+      }
+      try {
+        const updated = await model.rollback(dashboard, result.value);
+        Notification.success(
+          `“${title}” shows version ${result.value} again (published as version ${updated.version}).`,
+          {
+            autoClose: false,
+            actions: [
+              {
+                label: 'Open dashboard',
+                callback: () => openInNewTab(updated.url),
+                displayType: 'accent'
+              }
+            ]
+          }
+        );
+      } catch (error) {
+        Notification.error(
+          `Could not roll back “${title}”: ${error instanceof Error ? error.message : error}`,
+          { autoClose: false }
+        );
+      }
+    }
+  });
+
   commands.addCommand(CommandIDs.unpublish, {
     label: 'Unpublish Dashboard',
     caption: () =>
@@ -324,6 +382,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
       CommandIDs.restore,
       CommandIDs.publish,
       CommandIDs.openDashboard,
+      CommandIDs.versions,
       CommandIDs.unpublish
     ]) {
       palette.addItem({ command, category: PALETTE_CATEGORY });

@@ -9,7 +9,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { ExtensionMissingError, HybridClient } from './request';
 import { IPublishChoice } from './publishDialog';
-import { IDashboard, IJob, IPublishStatus, ISyncStatus } from './types';
+import { IDashboard, IDashboardVersion, IJob, IPublishStatus, ISyncStatus } from './types';
 
 /** Whether a feature can be used, and if not, why (shown as the buttons' tooltip). */
 export type Availability =
@@ -220,6 +220,18 @@ export class HybridModel {
     ];
     this._changed.emit();
     return dashboard;
+  }
+
+  versions(dashboard: IDashboard): Promise<IDashboardVersion[]> {
+    return this.client.versions(dashboard.slug);
+  }
+
+  /** Make an earlier version current again (the host publishes its content as a new version). */
+  async rollback(dashboard: IDashboard, version: number): Promise<IDashboard> {
+    const updated = await this.client.rollback(dashboard.slug, version);
+    this._dashboards = [...this._dashboards.filter(d => d.slug !== updated.slug), updated];
+    this._changed.emit();
+    return updated;
   }
 
   async unpublish(dashboard: IDashboard): Promise<void> {

@@ -5,7 +5,7 @@
 import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { IDashboard, Visibility } from './types';
+import { IDashboard, IDashboardVersion, Visibility } from './types';
 
 export interface IPublishChoice {
   visibility: Visibility;
@@ -68,4 +68,39 @@ export class PublishOptions extends Widget implements Dialog.IBodyWidget<IPublis
   private _public: HTMLInputElement;
   private _unlisted: HTMLInputElement;
   private _newLink: HTMLInputElement;
+}
+
+/** The body of the Versions dialog: the versions still on the host, one to return to. */
+export class VersionChoice extends Widget implements Dialog.IBodyWidget<number | null> {
+  constructor(versions: IDashboardVersion[]) {
+    super();
+    this.addClass('jp-hybrid-VersionChoice');
+    const intro = document.createElement('p');
+    intro.textContent =
+      'The public host keeps the last few versions. Rolling back publishes the chosen ' +
+      'version again as the newest one; nothing is deleted.';
+    this.node.appendChild(intro);
+    for (const v of versions) {
+      const label = document.createElement('label');
+      const input = document.createElement('input');
+      input.type = 'radio';
+      input.name = 'hybrid-version';
+      input.value = String(v.version);
+      input.disabled = v.current;
+      const when = new Date(v.published).toLocaleString();
+      label.append(
+        input,
+        ` Version ${v.version}: ${v.title} (${when})${v.current ? ' (current)' : ''}`
+      );
+      this.node.appendChild(label);
+      this._inputs.push(input);
+    }
+  }
+
+  getValue(): number | null {
+    const chosen = this._inputs.find(i => i.checked);
+    return chosen ? Number(chosen.value) : null;
+  }
+
+  private _inputs: HTMLInputElement[] = [];
 }

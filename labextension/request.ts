@@ -10,6 +10,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import {
   IDashboard,
   IJob,
+  IDashboardVersion,
   IPublishRequest,
   IPublishStatus,
   IRestoreRequest,
@@ -154,6 +155,22 @@ export class HybridClient {
       this.settings
     );
     return answer.slug;
+  }
+
+  versions(slug: string): Promise<IDashboardVersion[]> {
+    return requestAPI<IDashboardVersion[]>(
+      `publish/${encodeURIComponent(slug)}/versions`,
+      {},
+      this.settings
+    );
+  }
+
+  rollback(slug: string, version: number): Promise<IDashboard> {
+    return requestAPI<IDashboard>(
+      `publish/${encodeURIComponent(slug)}/versions`,
+      post({ rollback: version }),
+      this.settings
+    );
   }
 
   async unpublish(slug: string): Promise<void> {

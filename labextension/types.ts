@@ -51,6 +51,14 @@ export interface IDashboard {
   visibility?: Visibility;
 }
 
+/** One version of a dashboard still kept on the public host. */
+export interface IDashboardVersion {
+  version: number;
+  published: string;
+  title: string;
+  current: boolean;
+}
+
 export interface IPublishStatus {
   configured: boolean;
   missing: string | null;

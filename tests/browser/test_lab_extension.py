@@ -18,6 +18,7 @@ COMMANDS = {
     "Restore from Bucket",
     "Publish to Voila",
     "Open Published Dashboard",
+    "Dashboard Versions…",
     "Unpublish Dashboard",
 }
 

@@ -142,6 +142,34 @@ def test_publish_unlisted_gives_a_link_that_is_not_in_the_gallery(cloud_lab, pag
     assert requests.get(link, timeout=30).status_code == 404
 
 
+def test_a_researcher_rolls_a_dashboard_back_to_an_earlier_version(cloud_lab, page, shots):
+    path = cloud_lab.server.root / "Tide Table.ipynb"
+    write_notebook(path, [("markdown", "# Tide table"), ("code", "print('first edition')")], {1: "first edition\n"})
+    lab = LabPage(page).open(cloud_lab.server.lab_url())
+    item = page.locator('.jp-DirListing-item[title^="Name: Tide Table.ipynb"]')
+    for edition in ("first edition", "second edition"):
+        # Published from the file browser (the notebook is not open, so what is on disk is what goes).
+        write_notebook(path, [("markdown", "# Tide table"), ("code", f"print('{edition}')")], {1: edition + "\n"})
+        item.click(button="right")
+        page.locator(".lm-Menu").last.locator(".lm-Menu-itemLabel", has_text="Publish to Voila").click()
+        lab.dialog().locator("button", has_text="Publish").click()
+        lab.wait_toast(re.compile(r"“Tide table” is published"), "success")
+    url = f"{cloud_lab.host.url}/dashboards/{cloud_lab.owner}/tide-table/"
+    assert "second edition" in requests.get(url, timeout=120).text
+
+    item.click(button="right")
+    page.locator(".lm-Menu").last.locator(".lm-Menu-itemLabel", has_text="Dashboard Versions").click()
+    dialog = lab.dialog()
+    expect(dialog).to_contain_text("Version 2: Tide table")
+    expect(dialog.locator('input[name="hybrid-version"][value="2"]')).to_be_disabled()  # the current one
+    dialog.locator('input[name="hybrid-version"][value="1"]').check()
+    shots(page, "dashboard-versions")
+    dialog.locator("button", has_text="Roll back").click()
+    lab.wait_toast(re.compile(r"shows version 1 again \(published as version 3\)"), "success")
+    page_text = requests.get(url, timeout=120).text
+    assert "first edition" in page_text and "second edition" not in page_text
+
+
 def test_sync_with_s3_down_shows_an_error(lab_server_factory, public_host, page, shots):
     dead_s3 = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = cloud_env(dead_s3, "notebooks", public_host)

@@ -104,6 +104,30 @@ async def test_publish_unlisted_gives_the_link_and_a_new_link_revokes_the_old(jp
     assert next(d for d in listing["dashboards"] if d["slug"] == "secret-plan")["url"] == second["url"]
 
 
+async def test_versions_are_listed_and_an_earlier_one_can_be_made_current_again(jp_fetch, write_notebook, publisher_api):
+    for n in (1, 2):
+        path = write_notebook("seasons.ipynb", make_notebook(("markdown", f"# Seasons, edition {n}"), ("code", f"print('edition', {n} * 11)")))
+        assert (await _call(jp_fetch, "POST", body={"path": path}))[0] == 200
+    status, versions = await _call(jp_fetch, "GET", "seasons", "versions")
+    assert status == 200, versions
+    assert [(v["version"], v["current"], v["title"]) for v in versions][:2] == [(2, True, "Seasons, edition 2"), (1, False, "Seasons, edition 1")]
+    status, dashboard = await _call(jp_fetch, "POST", "seasons", "versions", body={"rollback": 1})
+    assert status == 200, dashboard
+    assert dashboard["version"] == 3 and dashboard["title"] == "Seasons, edition 1"
+    assert "edition 11" in publisher_api.render(OWNER, "seasons").text
+    status, versions = await _call(jp_fetch, "GET", "seasons", "versions")
+    assert versions[0]["version"] == 3 and versions[0]["current"]
+    # Bad requests change nothing.
+    for body, code, reason in (({"rollback": 99}, 404, "not-found"), ({"rollback": "1"}, 400, "invalid-request"), ({}, 400, "invalid-request")):
+        status, error = await _call(jp_fetch, "POST", "seasons", "versions", body=body)
+        assert (status, error["reason"]) == (code, reason), body
+    assert (await _call(jp_fetch, "GET", "seasons", "versions"))[1][0]["version"] == 3
+    # Another researcher's token cannot read or roll back this one's versions on the host.
+    other = {"Authorization": f"Bearer {publisher_api.host.token_for('someone-else')}"}
+    assert requests.get(publisher_api.url(OWNER, "seasons") + "/versions", headers=other, timeout=30).status_code == 403
+    assert requests.post(publisher_api.url(OWNER, "seasons") + "/versions?rollback=1", headers=other, timeout=30).status_code == 403
+
+
 async def test_list_and_unpublish(jp_fetch, write_notebook, publisher_api):
     path = write_notebook("to-remove.ipynb", make_notebook(("code", "print(1)")))
     assert (await _call(jp_fetch, "POST", body={"path": path}))[0] == 200

@@ -265,6 +265,43 @@ class UnlistedRouteHandler(RenderRouteHandler):
         await self.route(record, "", "")
 
 
+class DashboardVersionsHandler(ApiHandler):
+    """``GET /api/dashboards/{owner}/{slug}/versions``: the versions on disk, for their owner;
+    ``POST .../versions?rollback=N``: publish version N's content again as the new version."""
+
+    async def get(self, owner, slug):
+        await self._run(self._get, owner, slug)
+
+    async def post(self, owner, slug):
+        await self._run(self._rollback, owner, slug)
+
+    async def _get(self, owner, slug):
+        owner, slug = self.target(owner, slug)
+        current = await asyncio.to_thread(self.host.store.get, owner, slug)
+        if current is None:
+            self.fail(404, "not-found", f"no dashboard {owner}/{slug}")
+        records = await asyncio.to_thread(self.host.store.version_records, owner, slug)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps([
+            {"version": r.version, "published": r.published, "title": r.title, "current": r.version == current.version}
+            for r in reversed(records)
+        ]))
+
+    async def _rollback(self, owner, slug):
+        owner, slug = self.target(owner, slug)
+        try:
+            version = int(self.get_query_argument("rollback", ""))
+        except ValueError:
+            self.fail(400, "invalid-request", "give the version to return to: ?rollback=<number>")
+        try:
+            record = await asyncio.to_thread(self.host.store.rollback, owner, slug, version)
+        except (KeyError, FileNotFoundError):
+            self.fail(404, "not-found", f"{owner}/{slug} has no version {version} on this host (only the last few versions are kept)")
+        self.log.info("rolled %s/%s back to version %d as version %d", owner, slug, version, record.version)
+        await self.host.after_publish(record)
+        self.finish(dashboard_json(record, self.host.public_url, for_owner=True))
+
+
 class ThumbnailRouteHandler(BaseHandler):
     """``/dashboards/{owner}/{slug}/thumbnail.png``: the current version's first image, for its
     gallery card (public dashboards only)."""
@@ -334,6 +371,7 @@ def make_app(host: HostContext, log_function=None) -> tornado.web.Application:
             (r"/healthz", HealthHandler),
             (r"/api/dashboards/?", DashboardListHandler),
             (rf"/api/dashboards/{part}/{part}/?", DashboardHandler),
+            (rf"/api/dashboards/{part}/{part}/versions", DashboardVersionsHandler),
             (rf"/dashboards/{part}/{part}/", RenderRouteHandler),
             (r"/unlisted/([A-Za-z0-9_-]+)/", UnlistedRouteHandler),
             (rf"/dashboards/{part}/{part}/thumbnail\.png", ThumbnailRouteHandler),

@@ -154,6 +154,40 @@ class DashboardStore:
         directory = self._dashboard_dir(owner, slug)
         return self._versions(directory) if directory.is_dir() else []
 
+    def version_records(self, owner: str, slug: str) -> list[StoredDashboard]:
+        """Every version still on disk (the ones a rollback can return to), oldest first."""
+        directory = self._dashboard_dir(owner, slug)
+        found = []
+        for version in self.versions(owner, slug):
+            try:
+                found.append(StoredDashboard(**json.loads((directory / version_dir_name(version) / META).read_text())))
+            except (FileNotFoundError, json.JSONDecodeError, TypeError):
+                continue  # pruned meanwhile, or not a complete version
+        return found
+
+    def rollback(self, owner: str, slug: str, version: int) -> StoredDashboard:
+        """Publish the content of an earlier ``version`` again, as a new version (history only
+        grows: what was current stays on disk and can be returned to). The dashboard keeps its
+        current visibility and link. KeyError if that version is not on disk any more."""
+        current = self.get(owner, slug)
+        source = self._dashboard_dir(owner, slug) / version_dir_name(version)
+        try:
+            old = StoredDashboard(**json.loads((source / META).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            raise KeyError(version) from None
+        if current is None:
+            raise KeyError(version)
+        notebook_name = f"{slug}.ipynb"
+        notebook = (source / notebook_name).read_bytes()
+        files = {}
+        for path in source.rglob("*"):
+            relative = path.relative_to(source).as_posix()
+            if path.is_file() and relative not in (notebook_name, META):
+                files[relative] = path.read_bytes()
+        return self.publish(
+            owner, slug, notebook, old.title, files, current.source_path, current.visibility, False, old.description
+        )
+
     # -- static pages ----------------------------------------------------------------------
     def _static_dir(self, owner: str, slug: str) -> Path | None:
         return self.static_root / check_owner(owner) / check_slug(slug) if self.static_root else None

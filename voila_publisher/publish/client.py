@@ -212,12 +212,34 @@ class DashboardPublisher(LoggingConfigurable):
 
     async def unpublish(self, slug: str) -> None:
         self._require_configured()
+        self._check_slug(slug)
+        await self._call("DELETE", self._api(self.owner, slug))
+        self.log.info("unpublished %s", slug)
+
+    async def versions(self, slug: str) -> list[dict]:
+        """The versions of this user's dashboard still on the host, newest first."""
+        self._require_configured()
+        self._check_slug(slug)
+        response = await self._call("GET", self._api(self.owner, slug, "versions"))
+        return json.loads(response.body)
+
+    async def rollback(self, slug: str, version: int) -> dict:
+        """Make an earlier version's content current again (as a new version)."""
+        self._require_configured()
+        self._check_slug(slug)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise PublishError(400, "invalid-request", "version must be a positive whole number")
+        response = await self._call("POST", self._api(self.owner, slug, "versions", query={"rollback": str(version)}), b"")
+        dashboard = self._with_public_url(json.loads(response.body))
+        self.log.info("rolled %s back to version %d (now version %s)", slug, version, dashboard["version"])
+        return dashboard
+
+    @staticmethod
+    def _check_slug(slug: str) -> None:
         try:
             notebooks.check_slug(slug)
         except notebooks.InvalidName as e:
             raise PublishError(400, "invalid-name", str(e)) from None
-        await self._call("DELETE", self._api(self.owner, slug))
-        self.log.info("unpublished %s", slug)
 
     async def list(self) -> list[dict]:
         self._require_configured()

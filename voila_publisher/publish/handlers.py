@@ -5,6 +5,8 @@
                                      "visibility": "public"|"unlisted"?, "new_link": bool?} -> Dashboard
     GET    /hybrid/publish/_slug?path=dir/nb.ipynb -> {"slug": ...} (the name it would get)
     DELETE /hybrid/publish/{slug}   -> 204
+    GET    /hybrid/publish/{slug}/versions -> [{"version", "published", "title", "current"}]
+    POST   /hybrid/publish/{slug}/versions {"rollback": N} -> Dashboard
 
 Thin on purpose: the work is in :mod:`voila_publisher.publish.client`.
 """
@@ -116,6 +118,32 @@ class UnpublishHandler(BasePublishHandler):
         self.finish()
 
 
+class VersionsHandler(BasePublishHandler):
+    """``GET /hybrid/publish/{slug}/versions`` -> ``[{"version", "published", "title", "current"}]``;
+    ``POST`` ``{"rollback": N}`` -> Dashboard (version N's content, published again)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, slug):
+        try:
+            self.finish(json.dumps(await self.publisher.versions(slug)))
+        except PublishError as e:
+            self.send_error_json(e)
+
+    @web.authenticated
+    @authorized
+    async def post(self, slug):
+        try:
+            body = self.get_json_body() or {}
+        except web.HTTPError:
+            return self.send_error_json(PublishError(400, "invalid-request", "the request body must be JSON"))
+        version = body.get("rollback") if isinstance(body, dict) else None
+        try:
+            self.finish(json.dumps(await self.publisher.rollback(slug, version)))
+        except PublishError as e:
+            self.send_error_json(e)
+
+
 def setup_handlers(server_app) -> None:
     web_app = server_app.web_app
     web_app.settings[SETTINGS_KEY] = DashboardPublisher(parent=server_app, log=server_app.log)
@@ -126,5 +154,6 @@ def setup_handlers(server_app) -> None:
             (url_path_join(base_url, "hybrid/publish"), PublishHandler),
             (url_path_join(base_url, "hybrid/publish/_slug"), SlugHandler),
             (url_path_join(base_url, r"hybrid/publish/([^/]+)"), UnpublishHandler),
+            (url_path_join(base_url, r"hybrid/publish/([^/]+)/versions"), VersionsHandler),
         ],
     )
