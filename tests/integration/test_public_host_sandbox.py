@@ -274,3 +274,74 @@ def test_viewers_beyond_the_live_kernel_limit_get_a_busy_page_not_a_kernel(tmp_p
         # A static dashboard needs no kernel, so the crowd does not shut it out.
         api.put("alice", "report", make_notebook(("code", "print('report page')")))
         assert "report page" in api.render("alice", "report").text
+
+
+EGRESS_PROBE = r'''
+import json, os, socket
+from urllib.parse import urlsplit
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+def through_proxy(target):
+    with socket.create_connection((proxy.hostname, proxy.port), timeout=10) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        head = s.recv(4096).decode()
+        if not head.startswith("HTTP/1.1 200"):
+            return head.split("\r\n", 1)[0]
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return "tunnel:" + s.recv(4096).decode().split("\r\n\r\n", 1)[-1]
+def direct(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+print("EGRESS " + json.dumps({
+    "listed": through_proxy(f"127.0.0.1:{LISTED}"),
+    "unlisted_port": through_proxy(f"127.0.0.1:{UNLISTED}"),
+    "name_to_loopback": through_proxy(f"localhost:{LISTED}"),
+    "metadata": through_proxy("169.254.169.254:80"),
+    "direct_to_listed": direct(LISTED),
+}))
+'''
+
+
+def _marker_server(text: bytes):
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + text)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_listed_hosts_are_reachable_over_https_and_nothing_else(tmp_path_factory):
+    listed, unlisted = _marker_server(b"public-data-42"), _marker_server(b"internal-service")
+    listed_port, unlisted_port = listed.getsockname()[1], unlisted.getsockname()[1]
+    config = f"c.PublisherService.kernel_allowed_hosts = ['127.0.0.1:{listed_port}', 'localhost:{listed_port}']\n"
+    try:
+        with PublicHost(tmp_path_factory.mktemp("egress-host"), extra_config=config) as h:
+            api = PublisherApi(h)
+            code = EGRESS_PROBE.replace("UNLISTED", str(unlisted_port)).replace("LISTED", str(listed_port))
+            assert api.put("alice", "fetcher", make_notebook(("code", code), metadata=LIVE)).status_code == 201
+            page = api.render("alice", "fetcher")
+            assert page.status_code == 200, h.log_text()[-2000:]
+            result = parse_marked_json(page.text, "EGRESS")
+    finally:
+        listed.close()
+        unlisted.close()
+    assert result["listed"] == "tunnel:public-data-42"  # the listed address, over the proxy
+    assert result["unlisted_port"].startswith("HTTP/1.1 403")  # same host, port not listed
+    assert result["name_to_loopback"].startswith("HTTP/1.1 403")  # a listed *name* never leads to loopback
+    assert result["metadata"].startswith("HTTP/1.1 403")  # the metadata service is not listed
+    assert result["direct_to_listed"] in ("ConnectionRefusedError", "OSError")  # no way around the proxy

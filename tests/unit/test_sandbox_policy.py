@@ -126,3 +126,37 @@ def test_the_service_refuses_to_run_as_root_and_prints_voilas_command(tmp_path):
                                  capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2
         assert "refusing to run as root" in refused.stderr
+
+
+def test_listed_hosts_parse_and_match_exactly():
+    from voila_publisher.host.egress import destination_allowed, parse_allowed
+
+    rules = parse_allowed(["data.example.org", "*.tiles.example.org", "10.0.5.7:8443"])
+    public = ["93.184.216.34"]
+    assert destination_allowed(rules, "data.example.org", 443, public) == ""
+    assert destination_allowed(rules, "DATA.example.org.", 443, public) == ""
+    assert destination_allowed(rules, "a.tiles.example.org", 443, public) == ""
+    assert "not a listed host" in destination_allowed(rules, "tiles.example.org", 443, public)  # *. means subdomains
+    assert "not a listed host" in destination_allowed(rules, "data.example.org", 80, public)  # the port is part of the rule
+    assert "not a listed host" in destination_allowed(rules, "evil-data.example.org", 443, public)
+    # A listed name that resolves to a private, loopback or link-local address is refused (DNS rebinding).
+    for private in (["127.0.0.1"], ["10.1.2.3"], ["169.254.169.254"], ["93.184.216.34", "192.168.1.1"], ["::1"]):
+        assert "non-public" in destination_allowed(rules, "data.example.org", 443, private), private
+    assert destination_allowed(rules, "10.0.5.7", 8443, ["10.0.5.7"]) == ""  # an address is reached as listed
+
+
+@pytest.mark.parametrize("bad", ["data.example.org:http", "*", "a/b", "host:70000", ""])
+def test_bad_allowed_hosts_are_refused_with_the_entry_named(bad):
+    from voila_publisher.host.egress import parse_allowed
+
+    with pytest.raises(ValueError, match="kernel_allowed_hosts"):
+        parse_allowed([bad])
+
+
+def test_egress_goes_through_the_forwarder_and_the_proxy_variable():
+    argv = _command(egress_socket="/run/k1/egress.sock", forwarder_script="/srv/venv/lib/sandbox_forwarder.py")
+    assert ("/srv/venv/lib/sandbox_forwarder.py", "/opt/hybrid/sandbox_forwarder.py") in _pairs(argv, "--ro-bind")
+    assert dict(_pairs(argv, "--setenv"))["HTTPS_PROXY"] == "http://127.0.0.1:3128"
+    tail = argv[argv.index("prlimit"):]
+    assert tail[tail.index("--") + 1:][:5] == ["/venv/bin/python", "/opt/hybrid/sandbox_forwarder.py", "3128", "/run/k1/egress.sock", "--"]
+    assert "--share-net" not in argv  # still no network namespace of the host

@@ -46,6 +46,7 @@ from traitlets.config import Application
 from hybrid_spawner._version import __version__
 
 from voila_publisher.host.context import HostContext, UploadLimits
+from voila_publisher.host.egress import parse_allowed
 from voila_publisher.host.handlers import make_app
 from voila_publisher.host.store import DashboardStore
 from voila_publisher.host.voila_command import kernel_environment, voila_argv
@@ -162,6 +163,12 @@ class PublisherService(Application):
         help="Most kernels running at once for viewers of live dashboards (widgets); more viewers get a 503 'busy' "
         "page instead of exhausting memory (each kernel may use up to kernel_memory_limit). 0: no limit.",
     )
+    kernel_allowed_hosts = List(
+        Unicode(), config=True,
+        help="Hosts dashboard kernels may fetch public data from, over HTTPS only, through a proxy that allows "
+        "nothing else: 'data.example.org', '*.example.org' (subdomains), 'host:8443'. A listed name never "
+        "leads to a private, loopback or metadata address. Empty (default): kernels have no network.",
+    )
     allow_root = Bool(False, config=True, help="Start even as root. Never in production: run this service as its own unprivileged user (docs/publish.md).")
     print_voila_command = Bool(
         False, config=True,
@@ -200,6 +207,11 @@ class PublisherService(Application):
         if self.config_file:
             self.load_config_file(self.config_file)
             self.update_config(self.cli_config)  # the command line wins over the file
+        try:
+            parse_allowed(self.kernel_allowed_hosts)
+        except ValueError as e:
+            self.log.critical("%s", e)
+            self.exit(2)
         if self.print_voila_command:
             print(" ".join(shlex.quote(a) for a in self.voila_command()))
             self.exit(0)
@@ -318,6 +330,7 @@ class PublisherService(Application):
                 "sandbox_max_processes": self.kernel_max_processes,
                 "sandbox_tmp_bytes": self.kernel_tmp_size,
                 "sandbox_network": self.kernel_network,
+                "sandbox_allowed_hosts": list(self.kernel_allowed_hosts),
             },
             prerender_timeout=self.prerender_timeout,
             max_live_kernels=self.max_live_kernels,

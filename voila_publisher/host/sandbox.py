@@ -37,6 +37,11 @@ from pathlib import Path
 #: Where the kernel finds its dashboard version's files (its working directory).
 DASHBOARD_MOUNT = "/dashboard"
 
+#: The egress forwarder's place inside the sandbox, and where it listens (the kernel's HTTPS_PROXY).
+FORWARDER_MOUNT = "/opt/hybrid/sandbox_forwarder.py"
+EGRESS_PROXY_PORT = 3128
+EGRESS_PROXY_URL = f"http://127.0.0.1:{EGRESS_PROXY_PORT}"
+
 # What the kernel may read from /etc: name resolution, time zones, the certificate store
 # and the users list (Python's getpass and some libraries ask who they are).
 ETC_FILES = (
@@ -106,12 +111,18 @@ def sandbox_command(
     connection_dir: str,
     extra_env: dict | None = None,
     etc_files: tuple[str, ...] = ETC_FILES,
+    egress_socket: str = "",
+    forwarder_script: str = "",
 ) -> list[str]:
     """The full command line starting ``kernel_command`` inside the sandbox.
 
     ``dashboard_dir`` (the version directory of the notebook being rendered) is visible
     read-only at :data:`DASHBOARD_MOUNT`, the kernel's working directory; ``connection_dir`` (this kernel's own,
     holding its connection file and ZeroMQ sockets) is the only writable host path.
+
+    ``egress_socket`` (in ``connection_dir``): the kernel's way to the listed hosts
+    (:mod:`voila_publisher.host.egress`); ``forwarder_script`` offers it inside as
+    ``127.0.0.1:3128``, the kernel's ``HTTPS_PROXY``. Still no network namespace of the host.
     """
     for name, path in (("dashboard_dir", dashboard_dir), ("connection_dir", connection_dir)):
         if not os.path.isabs(path):
@@ -139,9 +150,12 @@ def sandbox_command(
     # At a fixed path, so the kernel learns nothing of the host's layout (owners, other slugs).
     argv += ["--ro-bind", dashboard_dir, DASHBOARD_MOUNT]
     argv += ["--bind", connection_dir, connection_dir]
+    if egress_socket:
+        argv += ["--ro-bind", forwarder_script, FORWARDER_MOUNT]
     # Everything mounted: make / itself read-only, so the kernel can create nothing outside /tmp.
     argv += ["--remount-ro", "/"]
-    for key, value in sorted({**policy.env, **(extra_env or {})}.items()):
+    proxy_env = {"HTTPS_PROXY": EGRESS_PROXY_URL, "https_proxy": EGRESS_PROXY_URL} if egress_socket else {}
+    for key, value in sorted({**policy.env, **(extra_env or {}), **proxy_env}.items()):
         argv += ["--setenv", key, value]
     argv += ["--chdir", DASHBOARD_MOUNT, "--"]
     argv += [
@@ -153,8 +167,10 @@ def sandbox_command(
         f"--fsize={policy.max_file_bytes}",
         "--core=0",
         "--",
-        *kernel_command,
     ]
+    if egress_socket:
+        argv += [kernel_command[0], FORWARDER_MOUNT, str(EGRESS_PROXY_PORT), egress_socket, "--"]
+    argv += kernel_command
     return argv
 
 

@@ -29,8 +29,12 @@ from pathlib import Path
 from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 from traitlets import Bool, Integer, List, Unicode, default
 
+from voila_publisher.host.egress import EgressProxy, parse_allowed
 from voila_publisher.host.sandbox import SandboxPolicy, default_kernel_env, describe, passed_environment, sandbox_command
 from voila_publisher.host.store import is_version_dir
+
+
+FORWARDER_SCRIPT = str(Path(__file__).with_name("sandbox_forwarder.py"))
 
 
 class KernelOutsideDashboard(RuntimeError):
@@ -59,6 +63,11 @@ class SandboxKernelManager(ServerKernelManager):
         False, config=True,
         help="Give dashboard kernels the host's network. Off: a kernel reaches no host, not even this machine's "
         "loopback. Turn on only on a public host whose firewall limits what kernels may reach (docs/publish.md).",
+    )
+    sandbox_allowed_hosts = List(
+        Unicode(), config=True,
+        help="Hosts dashboard kernels may reach over HTTPS, through a proxy that allows only these "
+        "(voila_publisher.host.egress): 'data.example.org', '*.example.org', 'host:8443'. Empty: no network.",
     )
     sandbox_read_only_paths = List(
         Unicode(), config=True,
@@ -113,12 +122,15 @@ class SandboxKernelManager(ServerKernelManager):
         if not is_version_dir(root, cwd):
             raise KernelOutsideDashboard(f"refusing to start a kernel in {cwd}: not a dashboard version directory under {root}")
         dashboard_dir = str(Path(cwd).resolve())
+        egress_socket = await self._start_egress_proxy()
         argv = sandbox_command(
             self.sandbox_policy(),
             kernel_command=list(kernel_cmd),
             dashboard_dir=dashboard_dir,
             connection_dir=self._connection_dir,
             extra_env=passed_environment(kw.get("env") or {}),
+            egress_socket=egress_socket,
+            forwarder_script=FORWARDER_SCRIPT,
         )
         # The launcher itself (setpriv, timeout, bwrap) needs nothing of Voila's environment.
         kw["env"] = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -126,7 +138,20 @@ class SandboxKernelManager(ServerKernelManager):
         self.log.debug("starting sandboxed kernel: %s", describe(argv))
         return await super()._async_launch_kernel(argv, **kw)
 
+    async def _start_egress_proxy(self) -> str:
+        """The kernel's proxy to the listed hosts (a Unix socket in its directory), or ""."""
+        if not self.sandbox_allowed_hosts or self.sandbox_network:
+            return ""
+        if getattr(self, "_egress", None) is None:
+            path = os.path.join(self._connection_dir, "egress.sock")
+            self._egress = EgressProxy(parse_allowed(self.sandbox_allowed_hosts), path, self.log)
+            await self._egress.start()
+        return self._egress.socket_path
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        if not restart and getattr(self, "_egress", None) is not None:
+            await self._egress.stop()
+            self._egress = None
         await super()._async_cleanup_resources(restart=restart)
         if not restart and getattr(self, "_sandbox_dir", None):
             shutil.rmtree(self._sandbox_dir, ignore_errors=True)

@@ -66,7 +66,7 @@ def voila_argv(
         f"--AsyncMappingKernelManager.kernel_manager_class={SANDBOX_KERNEL_MANAGER}",
         "--SandboxKernelManager.autorestart=False",
         f"--PublisherVoila.max_live_kernels={max_live_kernels}",
-        *(f"--SandboxKernelManager.{name}={_cli_value(value)}" for name, value in sorted((sandbox or {}).items())),
+        *_cli_options("SandboxKernelManager", sandbox or {}),
         *preheat,
         *control,
         *extra_args,
@@ -74,10 +74,14 @@ def voila_argv(
     ]
 
 
-def _cli_value(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(repr(str(v)) for v in value) + "]"
-    return str(value)
+def _cli_options(cls: str, settings: dict) -> list[str]:
+    """``--Cls.name=value`` for each setting; a list is given as one option per item (how
+    traitlets reads a List from the command line)."""
+    options = []
+    for name, value in sorted(settings.items()):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        options += [f"--{cls}.{name}={v}" for v in values]
+    return options
 
 
 def kernel_environment(source: dict, extra: dict) -> dict:
