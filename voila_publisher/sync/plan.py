@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from voila_publisher.sync.hashing import is_plain_md5_etag
 from voila_publisher.paths import PathOutsideRoot, normalize_relpath
 from voila_publisher.sync.listing import LocalFile, in_selection, is_excluded
-from voila_publisher.sync.manifest import ManifestEntry
+from voila_publisher.sync.manifest import UNSETTLED, ManifestEntry
 from voila_publisher.sync.store import RemoteObject
 
 
@@ -78,7 +78,7 @@ def vouched_md5(local: LocalFile, entry: ManifestEntry | None) -> str | None:
     Untouched means the whole stat is as recorded: a restored mtime still moves the change
     time, a file replaced by a rename has another inode (an unsettled entry never matches).
     """
-    if entry is not None and stat_of(entry) == local:
+    if entry is not None and entry.ctime_ns != UNSETTLED and stat_of(entry) == local:
         return entry.md5
     return None
 
