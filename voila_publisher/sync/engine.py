@@ -1,7 +1,7 @@
 """Carries out sync and restore plans: listing, hashing, transfers, manifest bookkeeping.
 
 Blocking by design (threads and a shared connection pool); the server calls it from a
-worker thread, the command line directly. Planning itself lives in ``sync.py``.
+worker thread, the command line directly. Planning itself lives in ``plan.py``.
 
 Guarantees:
 - an object becomes visible only complete: one PUT, or a multipart upload that is completed
