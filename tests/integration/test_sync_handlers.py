@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -139,6 +140,33 @@ async def test_restore_through_the_api(jp_fetch, jp_root_dir, seaweedfs, s3_buck
     assert (jp_root_dir / "local.ipynb").read_text() == "mine"
     code, payload = await expect_error(jp_fetch, "hybrid", "sync", done["id"], method="GET")
     assert code == 404 and payload["reason"] == "not-found"  # a restore id is not a sync id
+
+
+async def test_the_button_sends_a_same_size_edit_with_its_mtime_set_back_and_restores_a_255_byte_name(
+    jp_fetch, jp_root_dir, seaweedfs, s3_bucket
+):
+    """Issue 16, items 2 and 3, through the REST API the Lab's buttons use."""
+    name = "n" * 249 + ".ipynb"  # 255 bytes, the filesystem's limit
+    path = jp_root_dir / name
+    path.write_bytes(b"weights = 1111")
+    time.sleep(1.1)  # past the timestamp step: the manifest vouches for the file after this sync
+
+    async def run(kind, **body):
+        _, job = await fetch_json(jp_fetch, "hybrid", kind, method="POST", body=body)
+        return await wait_done(jp_fetch, kind, job["id"])
+
+    assert (await run("sync"))["uploaded"] == 1
+    st = path.stat()
+    path.write_bytes(b"weights = 2222")  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime set back to the nanosecond
+    done = await run("sync")
+    assert (done["state"], done["uploaded"]) == ("done", 1), done
+    assert seaweedfs.client().get_object(Bucket=s3_bucket, Key=f"users/{USER}/{name}")["Body"].read() == b"weights = 2222"
+
+    path.unlink()
+    done = await run("restore")
+    assert (done["state"], done["downloaded"], done["errors"]) == ("done", 1, []), done
+    assert path.read_bytes() == b"weights = 2222"
 
 
 @pytest.mark.parametrize("kind", ["sync", "restore"])

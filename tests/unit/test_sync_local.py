@@ -1,14 +1,16 @@
 """Local side of the sync: listing, excludes, path safety, hashing, manifest, configuration."""
 
 import hashlib
+import json
 import os
+import time
 
 import pytest
 
 from voila_publisher.sync.hashing import file_md5, multipart_etag, part_plan, range_md5, read_parts
 from voila_publisher.paths import PathOutsideRoot, normalize_relpath
-from voila_publisher.sync.listing import is_excluded, list_local, resolve_selection
-from voila_publisher.sync.manifest import Manifest, ManifestEntry, manifest_path
+from voila_publisher.sync.listing import LocalFile, is_excluded, list_local, resolve_selection
+from voila_publisher.sync.manifest import RACY_WINDOW_NS, UNSETTLED, Manifest, ManifestEntry, manifest_path
 from voila_publisher.sync.config import DEFAULT_EXCLUDES, BucketSync
 
 
@@ -153,3 +155,29 @@ def test_read_parts_reads_the_planned_bytes_and_refuses_a_shrunken_file(tmp_path
         assert list(read_parts(f, 10, 5)) == [b"01234", b"56789"]  # growth is the caller's stat check
     with open(path, "rb") as f, pytest.raises(EOFError):
         list(read_parts(f, 20, 5))
+
+
+def test_manifest_keeps_the_whole_stat_and_leaves_racy_entries_unsettled(tmp_path):
+    path = manifest_path(tmp_path, "http://s3", "bucket", "users/ana/")
+    manifest = Manifest.load(path)
+    old_ctime = time.time_ns() - 10 * RACY_WINDOW_NS
+    manifest.record("old.ipynb", ManifestEntry(1, 2, "m", "e", old_ctime, 7))
+    # changed within a timestamp step of this job: a same-size write in that step would keep
+    # every stat value, so the entry must not vouch next time
+    manifest.record("new.ipynb", ManifestEntry(1, 2, "m", "e", time.time_ns(), 8))
+    manifest.save()
+    entries = Manifest.load(path).entries
+    assert entries["old.ipynb"] == ManifestEntry(1, 2, "m", "e", old_ctime, 7)
+    assert entries["new.ipynb"] == ManifestEntry(1, 2, "m", "e", UNSETTLED, 8)
+
+
+def test_a_version_1_manifest_keeps_its_md5s_but_vouches_for_nothing(tmp_path):
+    path = manifest_path(tmp_path, "http://s3", "bucket", "users/ana/")
+    path.write_text(json.dumps({"version": 1, "files": {"nb.ipynb": [9, 100, "m", "e"]}}))
+    assert Manifest.load(path).entries == {"nb.ipynb": ManifestEntry(9, 100, "m", "e", UNSETTLED, 0)}
+
+
+def test_local_listing_records_change_time_and_inode(tmp_path):
+    (tmp_path / "nb.ipynb").write_bytes(b"x")
+    st = os.stat(tmp_path / "nb.ipynb")
+    assert list_local(tmp_path, []).files == {"nb.ipynb": LocalFile(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)}

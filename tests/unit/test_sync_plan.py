@@ -1,11 +1,14 @@
 """The sync and restore planners: pure functions of local listing, remote listing and manifest."""
 
-from voila_publisher.sync.hashing import md5_hex, multipart_etag
+import pytest
+
+from voila_publisher.sync.hashing import etag_is_digest, md5_hex, multipart_etag
 from voila_publisher.sync.listing import LocalFile
-from voila_publisher.sync.manifest import ManifestEntry
+from voila_publisher.sync.manifest import UNSETTLED, ManifestEntry
 from voila_publisher.sync.plan import (
     RemoteObject,
     files_to_hash,
+    objects_to_confirm,
     objects_to_inspect,
     plan_restore,
     plan_sync,
@@ -156,3 +159,80 @@ def test_remote_view_maps_prefix_drops_excluded_and_unsafe_keys():
 def test_remote_view_selection():
     objects = {"p/a/x": RemoteObject(1, A), "p/b/y": RemoteObject(1, A), "p/ab": RemoteObject(1, A)}
     assert list(remote_view(objects, "p/", [], ["a"]).objects) == ["a/x"]
+
+
+# -- the stat that vouches: size, mtime, change time, inode (issue 16, item 2) ---------------------
+
+SYNCED = LocalFile(9, 100, 500, 42)
+ENTRY = ManifestEntry(9, 100, A, A, 500, 42)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [LocalFile(9, 100, 501, 42), LocalFile(9, 100, 500, 43), LocalFile(9, 100, 501, 43)],
+    ids=["change-time-moved (edit, mtime set back)", "other-inode (renamed over)", "both"],
+)
+def test_a_file_whose_mtime_was_set_back_is_hashed_and_its_edit_uploaded(now):
+    remote = {"nb.ipynb": RemoteObject(9, A)}
+    manifest = {"nb.ipynb": ENTRY}
+    assert files_to_hash({"nb.ipynb": SYNCED}, remote, manifest) == []
+    assert files_to_hash({"nb.ipynb": now}, remote, manifest) == ["nb.ipynb"]
+    plan = plan_sync({"nb.ipynb": now}, remote, manifest, {"nb.ipynb": B})
+    assert plan.transfer == ["nb.ipynb"] and plan.conflicts == []
+
+
+def test_restore_does_not_overwrite_a_local_edit_whose_mtime_was_set_back():
+    now = LocalFile(9, 100, 777, 42)  # same size and mtime as synced; content B
+    remote = {"nb.ipynb": RemoteObject(9, md5_hex(b"version C"))}  # replaced elsewhere too
+    plan = plan_restore({"nb.ipynb": now}, remote, {"nb.ipynb": ENTRY}, {"nb.ipynb": B})
+    assert plan.conflicts == ["nb.ipynb"] and plan.transfer == []
+
+
+def test_an_unsettled_entry_never_vouches_but_its_md5_still_proves_the_file_untouched():
+    unsettled = ManifestEntry(9, 100, A, A, UNSETTLED, 42)
+    remote = {"nb.ipynb": RemoteObject(20, B)}  # replaced elsewhere, another size
+    local = {"nb.ipynb": LocalFile(9, 100, 500, 42)}  # as synced, but synced within a timestamp step
+    assert files_to_hash(local, remote, {"nb.ipynb": unsettled}) == ["nb.ipynb"]
+    sync = plan_sync(local, remote, {"nb.ipynb": unsettled}, {"nb.ipynb": A})
+    assert sync.conflicts == ["nb.ipynb"] and sync.transfer == []  # the bucket's copy is newer
+    restore = plan_restore(local, remote, {"nb.ipynb": unsettled}, {"nb.ipynb": A})
+    assert restore.transfer == ["nb.ipynb"]
+
+
+# -- ETags that are not MD5s (SSE-KMS, SSE-C; issue 16, item 7) --------------------------------------
+
+KMS_ETAG = md5_hex(b"an opaque SSE-KMS etag")  # 32 hex digits, but not the content's MD5
+
+
+def test_the_manifest_knows_the_md5_behind_its_own_kms_etag():
+    remote = {"nb.ipynb": RemoteObject(9, KMS_ETAG)}
+    manifest = {"nb.ipynb": ManifestEntry(9, 100, A, KMS_ETAG, 500, 42)}
+    plan = plan_sync({"nb.ipynb": SYNCED}, remote, manifest, {})
+    assert plan.skip == ["nb.ipynb"] and plan.transfer == []
+    # the same file edited (stat moved): hashed, differs from what the manifest knows, uploaded
+    edited = LocalFile(9, 100, 600, 42)
+    assert plan_sync({"nb.ipynb": edited}, remote, manifest, {"nb.ipynb": B}).transfer == ["nb.ipynb"]
+    # hashed and the same after all (a touch): skipped, and remembered with the new stat
+    touched = plan_sync({"nb.ipynb": edited}, remote, manifest, {"nb.ipynb": A})
+    assert touched.skip == ["nb.ipynb"] and touched.learned["nb.ipynb"].ctime_ns == 600
+
+
+def test_a_plain_looking_etag_that_differs_from_the_content_is_confirmed_with_the_store():
+    local = {"nb.ipynb": SYNCED, "same.ipynb": SYNCED, "known.ipynb": SYNCED}
+    remote = {"nb.ipynb": RemoteObject(9, KMS_ETAG), "same.ipynb": RemoteObject(9, A), "known.ipynb": RemoteObject(9, KMS_ETAG)}
+    manifest = {"known.ipynb": ManifestEntry(9, 1, A, KMS_ETAG)}
+    hashes = {"nb.ipynb": A, "same.ipynb": A, "known.ipynb": A}
+    assert objects_to_confirm(local, remote, manifest, hashes) == ["nb.ipynb"]
+    # the store said: stored MD5 A -> same content; no MD5 and not a digest -> unknown, so sent again
+    confirmed = {"nb.ipynb": RemoteObject(9, KMS_ETAG, A)}
+    assert plan_sync({"nb.ipynb": SYNCED}, confirmed, {}, {"nb.ipynb": A}).skip == ["nb.ipynb"]
+    unknown = {"nb.ipynb": RemoteObject(9, KMS_ETAG, None, etag_not_md5=True)}
+    assert plan_sync({"nb.ipynb": SYNCED}, unknown, {}, {"nb.ipynb": A}).transfer == ["nb.ipynb"]
+    assert objects_to_confirm(local, unknown, {}, hashes) == []  # asked once, not again
+
+
+def test_etag_is_digest_reads_the_encryption_of_the_response():
+    assert etag_is_digest({}) and etag_is_digest({"x-amz-server-side-encryption": "AES256"})
+    assert not etag_is_digest({"x-amz-server-side-encryption": "aws:kms"})
+    assert not etag_is_digest({"x-amz-server-side-encryption": "aws:kms:dsse"})
+    assert not etag_is_digest({"x-amz-server-side-encryption-customer-algorithm": "AES256"})

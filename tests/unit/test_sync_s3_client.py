@@ -146,3 +146,36 @@ def test_aws_addressing(monkeypatch):
     assert S3Store("notebooks", region="eu-west-1")._base == "https://notebooks.s3.eu-west-1.amazonaws.com/"
     assert S3Store("team.notebooks", region="eu-west-1")._base == "https://s3.eu-west-1.amazonaws.com/team.notebooks/"
     assert S3Store("nb", endpoint_url="http://rgw:8080/")._base == "http://rgw:8080/nb/"
+
+
+def test_put_compares_the_etag_with_the_md5_only_where_the_etag_is_one(scripted):
+    """SSE-KMS and SSE-C objects get ETags that are not the MD5 (issue 16, item 7); the server
+    has checked Content-MD5 all the same. Elsewhere a differing ETag is a corrupted upload."""
+    data = b"notebook"
+    md5 = hashlib.md5(data)
+    opaque = hashlib.md5(b"opaque").hexdigest()
+    server = scripted([
+        (200, b"", {"ETag": f'"{opaque}"', "x-amz-server-side-encryption": "aws:kms"}),
+        (200, b"", {"ETag": f'"{opaque}"', "x-amz-server-side-encryption-customer-algorithm": "AES256"}),
+        (200, b"", {"ETag": f'"{opaque}"', "x-amz-server-side-encryption": "AES256"}),
+        (200, b"", {"ETag": f'"{opaque}"'}),
+    ])
+    store = make_store(server)
+    assert store.put("k", data, md5.digest()) == opaque
+    assert store.put("k", data, md5.digest()) == opaque
+    for _ in range(2):
+        with pytest.raises(StoreError) as e:
+            store.put("k", data, md5.digest())
+        assert e.value.reason == "checksum-mismatch"
+    assert all(headers["Content-MD5"] for _, _, headers, _ in server.requests)
+
+
+def test_head_md5_never_takes_a_kms_etag_for_the_md5(scripted):
+    plain = hashlib.md5(b"x").hexdigest()
+    server = scripted([
+        (200, b"", {"ETag": f'"{plain}"', "x-amz-server-side-encryption": "aws:kms"}),
+        (200, b"", {"ETag": f'"{plain}"', "x-amz-server-side-encryption": "aws:kms", "x-amz-meta-md5": "AB" * 16}),
+        (200, b"", {"ETag": f'"{plain}"'}),
+    ])
+    store = make_store(server)
+    assert [store.head_md5("k") for _ in range(3)] == [None, "ab" * 16, plain]

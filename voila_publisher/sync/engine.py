@@ -1,15 +1,17 @@
 """Carries out sync and restore plans: listing, hashing, transfers, manifest bookkeeping.
 
 Blocking by design (threads and a shared connection pool); the server calls it from a
-worker thread, the command line directly. Planning itself lives in ``sync.py``.
+worker thread, the command line directly. Planning itself lives in ``plan.py``.
 
 Guarantees:
 - an object becomes visible only complete: one PUT, or a multipart upload that is completed
   only after every part arrived (and aborted otherwise);
-- every transfer is checked: Content-MD5 on the way up (the server rejects a mismatch),
-  ETag or stored MD5 on the way down, before the file replaces anything;
+- every transfer is checked: Content-MD5 on the way up (the server rejects a mismatch; the
+  store also compares the ETag where it is an MD5), stored MD5 or ETag-that-is-an-MD5 on the
+  way down, before the file replaces anything;
 - the manifest is flushed during the transfer, so an interrupted sync resumes where it stopped;
-- a restore writes to a hidden temporary file and renames it into place.
+- a restore writes to a hidden temporary file of bounded name length (any name that can be
+  synced can be restored) and renames it into place.
 """
 
 from __future__ import annotations
@@ -22,15 +24,26 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from voila_publisher.paths import is_within
-from voila_publisher.sync.hashing import file_md5, is_plain_md5_etag
-from voila_publisher.sync.listing import LocalListing, list_local, resolve_selection
+from voila_publisher.sync.hashing import etag_is_digest, file_md5, is_plain_md5_etag
+from voila_publisher.sync.listing import LocalFile, LocalListing, list_local, resolve_selection
 from voila_publisher.sync.manifest import Manifest, ManifestEntry, manifest_path
-from voila_publisher.sync.plan import files_to_hash, objects_to_inspect, plan_restore, plan_sync, remote_view
+from voila_publisher.sync.plan import (
+    files_to_hash,
+    objects_to_confirm,
+    objects_to_inspect,
+    plan_restore,
+    plan_sync,
+    remote_view,
+)
 from voila_publisher.sync.config import BucketSync
 from voila_publisher.sync.job import Job
 from voila_publisher.sync.store import Cancelled, ObjectStore, RemoteObject, StoreError, open_store
 
 DOWNLOAD_BLOCK = 1024 * 1024
+# A restore's temporary file: hidden, excluded from sync, and short whatever the target's name
+# (".{name}.XXXXXXXX.hybrid-restore" made a 255-byte name unrestorable: the limit is 255).
+RESTORE_TMP_PREFIX = "."
+RESTORE_TMP_SUFFIX = ".hybrid-restore"
 
 
 class SyncEngine:
@@ -72,11 +85,10 @@ class SyncEngine:
         return local, remote, unsafe, known, hashes
 
     def _resolve_unknowns(self, pool, local, remote, manifest) -> dict[str, str]:
-        """Read the MD5 metadata of foreign multipart objects and hash unvouched local files."""
-        inspect = objects_to_inspect(local, remote, manifest)
-        for path, md5 in zip(inspect, pool.map(lambda p: self.store.head_md5(self.prefix + p), inspect)):
-            if md5:
-                remote[path] = RemoteObject(remote[path].size, remote[path].etag, md5.lower())
+        """Read the MD5 metadata of foreign multipart objects and hash unvouched local files;
+        then ask the store about 32-hex ETags that differ from the local content (an SSE-KMS
+        ETag is no MD5: the content may well be the same)."""
+        self._inspect(pool, remote, objects_to_inspect(local, remote, manifest))
 
         def hash_one(path):
             try:
@@ -84,7 +96,14 @@ class SyncEngine:
             except OSError:
                 return path, None  # vanished or unreadable: it will be treated as changed
 
-        return {p: h for p, h in pool.map(hash_one, files_to_hash(local, remote, manifest)) if h}
+        hashes = {p: h for p, h in pool.map(hash_one, files_to_hash(local, remote, manifest)) if h}
+        self._inspect(pool, remote, objects_to_confirm(local, remote, manifest, hashes))
+        return hashes
+
+    def _inspect(self, pool, remote, paths) -> None:
+        for path, md5 in zip(paths, pool.map(lambda p: self.store.head_md5(self.prefix + p), paths)):
+            obj = remote[path]
+            remote[path] = RemoteObject(obj.size, obj.etag, md5.lower() if md5 else None, etag_not_md5=not md5)
 
     def _run_transfers(self, job: Job, pool, paths, transfer, manifest: Manifest, cancel: threading.Event):
         fatal: StoreError | None = None
@@ -196,14 +215,12 @@ class SyncEngine:
                 data = f.read()
             digest = hashlib.md5(data).digest()
             md5 = digest.hex()
-            etag = self.store.put(key, data, digest)
-            if is_plain_md5_etag(etag) and etag != md5:
-                raise StoreError("checksum-mismatch", f"{key}: the store answered ETag {etag} for content with MD5 {md5}")
+            etag = self.store.put(key, data, digest)  # verified by the store (Content-MD5)
             job.add(bytes_done=len(data))
         job.add(uploaded=1)
-        after = os.stat(abs_path)
-        if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
-            manifest.record(path, ManifestEntry(after.st_size, after.st_mtime_ns, md5, etag))
+        after = LocalFile.of(os.stat(abs_path))
+        if after == LocalFile.of(before):
+            manifest.record(path, ManifestEntry(after.size, after.mtime_ns, md5, etag, after.ctime_ns, after.ino))
         else:
             manifest.forget(path)  # changed while it was sent: the next sync looks at it again
 
@@ -261,7 +278,7 @@ class SyncEngine:
             raise StoreError("outside-root", f"{path}: its directory is a link out of the notebook root; not restored")
         target.parent.mkdir(parents=True, exist_ok=True)
         resp = self.store.get(self.prefix + path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".hybrid-restore")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=RESTORE_TMP_PREFIX, suffix=RESTORE_TMP_SUFFIX)
         try:
             digest = hashlib.md5()
             with os.fdopen(fd, "wb") as f:
@@ -274,7 +291,8 @@ class SyncEngine:
                     resp.release_conn()
             md5 = digest.hexdigest()
             etag = (resp.headers.get("ETag") or obj.etag).strip('"').lower()
-            expected = (resp.headers.get("x-amz-meta-md5") or obj.md5 or (etag if is_plain_md5_etag(etag) else "")).lower()
+            etag_md5 = etag if is_plain_md5_etag(etag) and etag_is_digest(resp.headers) and not obj.etag_not_md5 else ""
+            expected = (resp.headers.get("x-amz-meta-md5") or obj.md5 or etag_md5).lower()
             if expected and md5 != expected:
                 raise StoreError("checksum-mismatch", f"{path}: downloaded content has MD5 {md5}, the bucket says {expected}")
             if not overwrite and self._changed_since_listing(target, listed):
@@ -282,8 +300,8 @@ class SyncEngine:
                 return  # someone wrote the file while it downloaded: keep theirs
             os.replace(tmp, target)
             tmp = None
-            st = os.stat(target)
-            manifest.record(path, ManifestEntry(st.st_size, st.st_mtime_ns, md5, etag))
+            st = LocalFile.of(os.stat(target))
+            manifest.record(path, ManifestEntry(st.size, st.mtime_ns, md5, etag, st.ctime_ns, st.ino))
             job.add(downloaded=1)
         finally:
             if tmp is not None and os.path.exists(tmp):
@@ -295,7 +313,7 @@ class SyncEngine:
             st = os.stat(target)
         except FileNotFoundError:
             return False
-        return listed is None or (st.st_size, st.st_mtime_ns) != (listed.size, listed.mtime_ns)
+        return listed is None or LocalFile.of(st) != listed
 
     @staticmethod
     def _summary(job: Job, verb: str) -> str:

@@ -63,5 +63,18 @@ def multipart_etag(part_digests: list[bytes]) -> str:
 
 
 def is_plain_md5_etag(etag: str) -> bool:
-    """True for an ETag that is the MD5 of the content (single-part, unencrypted uploads)."""
+    """True for an ETag shaped like a single-part MD5 (32 hex digits).
+
+    The shape alone does not prove it is one: objects encrypted with SSE-KMS or SSE-C get
+    32-hex ETags that are not the MD5 of the content (see :func:`etag_is_digest`).
+    """
     return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)
+
+
+def etag_is_digest(headers) -> bool:
+    """Whether the ETag in a response with these headers is computed from the content (the MD5,
+    or the MD5 of part MD5s): true for unencrypted and SSE-S3 (AES256) objects, false for
+    SSE-KMS (``aws:kms``, ``aws:kms:dsse``) and SSE-C objects, whose ETags S3 does not derive
+    from the content. Only a response can tell; a listing carries no encryption."""
+    sse = (headers.get("x-amz-server-side-encryption") or "").lower()
+    return not sse.startswith("aws:kms") and not headers.get("x-amz-server-side-encryption-customer-algorithm")

@@ -17,8 +17,23 @@ from voila_publisher.paths import PathOutsideRoot, is_within, resolve_inside
 
 @dataclass(frozen=True)
 class LocalFile:
+    """What the stat of a file says about its content, without reading it.
+
+    Size and mtime alone are not enough: ``tar -x``, ``cp -p``, ``rsync -t`` and ``touch -r``
+    set the mtime back, so a same-size edit can keep both. The change time and the inode
+    number cannot be set back by a user (a write, a rename over the file or a restored mtime
+    all move the change time), so, as in git's index, a file whose four values are all
+    unchanged is taken as unchanged, and any other is hashed.
+    """
+
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
+    ino: int = 0
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "LocalFile":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass
@@ -108,7 +123,7 @@ def list_local(root, excludes: list[str], selection: list[str] | None = None) ->
             seen_dirs.add(real_dir)
             walk(rel)
         elif stat_mod.S_ISREG(st.st_mode):
-            listing.files[rel] = LocalFile(st.st_size, st.st_mtime_ns)
+            listing.files[rel] = LocalFile.of(st)
 
     for start in starts:
         if start == "":

@@ -1,9 +1,15 @@
 """The last-sync manifest: what each file looked like when it was last synced.
 
-Keyed by relative path; an entry holds the file's size and mtime at that moment, the MD5 of
-its content and the ETag of the object it matched. While size and mtime are unchanged the
-MD5 is trusted, so an unchanged tree is never re-hashed. The file is rewritten atomically
-(temporary file + rename) and flushed during a sync, so an interrupted sync keeps what it did.
+Keyed by relative path; an entry holds the file's stat at that moment (size, mtime, change
+time, inode: see ``listing.LocalFile``), the MD5 of its content and the ETag of the object it
+matched. While all four stat values are unchanged the MD5 is trusted, so an unchanged tree is
+never re-hashed. The file is rewritten atomically (temporary file + rename) and flushed during
+a sync, so an interrupted sync keeps what it did.
+
+An entry whose change time is not clearly older than the job is recorded as unsettled (it is
+hashed again next time), as git does with racily clean index entries: file timestamps tick in
+coarse steps, so a same-size write in the same step after the file was read would otherwise
+leave every stat value as recorded.
 """
 
 from __future__ import annotations
@@ -14,10 +20,16 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 kept only size and mtime: its entries are loaded unsettled (each file is hashed
+# once more), keeping what they know of each object's MD5.
+READABLE_VERSIONS = (1, 2)
+UNSETTLED = -1  # a change time no file has: the entry's stat never vouches for the content
+# Longer than the timestamp step of any local or network filesystem in use (a jiffy on Linux).
+RACY_WINDOW_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,8 @@ class ManifestEntry:
     mtime_ns: int
     md5: str
     etag: str
+    ctime_ns: int = 0
+    ino: int = 0
 
 
 def manifest_path(directory, endpoint_url: str, bucket: str, prefix: str) -> Path:
@@ -41,15 +55,19 @@ class Manifest:
         self._lock = threading.Lock()
         self._dirty = False
         self._last_save = time.monotonic()
+        # Every file read by this job was read after this moment: see record().
+        self._opened_ns = time.time_ns()
 
     @classmethod
     def load(cls, path) -> "Manifest":
         """The saved manifest, or an empty one if it is missing or unreadable (that only costs hashing)."""
         try:
             data = json.loads(Path(path).read_text())
-            if data.get("version") != FORMAT_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 return cls(path)
             entries = {p: ManifestEntry(*row) for p, row in data["files"].items()}
+            if data["version"] == 1:
+                entries = {p: replace(e, ctime_ns=UNSETTLED) for p, e in entries.items()}
         except (OSError, ValueError, KeyError, TypeError):
             return cls(path)
         return cls(path, entries)
@@ -59,6 +77,9 @@ class Manifest:
             return dict(self.entries)
 
     def record(self, relpath: str, entry: ManifestEntry) -> None:
+        """Remember ``entry``; unsettled if the file changed within a timestamp step of this job."""
+        if entry.ctime_ns >= self._opened_ns - RACY_WINDOW_NS:
+            entry = replace(entry, ctime_ns=UNSETTLED)
         with self._lock:
             self.entries[relpath] = entry
             self._dirty = True
@@ -76,7 +97,7 @@ class Manifest:
         with self._lock:
             if not self._dirty:
                 return
-            rows = {p: [e.size, e.mtime_ns, e.md5, e.etag] for p, e in self.entries.items()}
+            rows = {p: [e.size, e.mtime_ns, e.md5, e.etag, e.ctime_ns, e.ino] for p, e in self.entries.items()}
             self._dirty = False
             self._last_save = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,9 @@ class RemoteObject:
     size: int
     etag: str  # lower-case, without quotes
     md5: str | None = None  # content MD5 when known beyond the ETag (object metadata)
+    # Set once the store said this object's ETag is not its MD5 (SSE-KMS, SSE-C) and no
+    # stored MD5 exists: a 32-hex ETag must then not be compared with local content.
+    etag_not_md5: bool = False
 
 
 class StoreError(Exception):
@@ -57,10 +60,12 @@ class ObjectStore(Protocol):
         """Every object under ``prefix``, keyed by the full key."""
 
     def head_md5(self, key: str) -> str | None:
-        """The content MD5 stored with ``key`` (for objects whose ETag is not one), or None."""
+        """The content MD5 of ``key``: stored with it, or its ETag where that is the MD5; None
+        when the store cannot tell (or the object is gone)."""
 
     def put(self, key: str, data: bytes, md5_digest: bytes) -> str:
-        """Store ``data`` whole; the store checks ``md5_digest``. Returns the ETag."""
+        """Store ``data`` whole; the store checks ``md5_digest`` (StoreError "checksum-mismatch"
+        otherwise). Returns the ETag, which need not be the MD5 (encrypted buckets)."""
 
     def get(self, key: str):
         """A streaming response with ``headers``, ``stream(n)`` and ``release_conn()``."""

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 
 import urllib3
 
-from voila_publisher.sync.hashing import md5_b64
+from voila_publisher.sync.hashing import etag_is_digest, is_plain_md5_etag, md5_b64
 from voila_publisher.sync.s3.sigv4 import UNSIGNED_PAYLOAD, canonical_query, host_header, sign
 from voila_publisher.sync.s3.multipart import MultipartUploader
 from voila_publisher.sync.store import RemoteObject, StoreError
@@ -228,24 +228,35 @@ class S3Store:
                 return objects
 
     def head_md5(self, key: str) -> str | None:
-        """The content MD5 this tool stores in object metadata, if the object has one."""
+        """The content MD5: the one this tool stores in object metadata, else the ETag when the
+        response shows it is the MD5 (not SSE-KMS or SSE-C); None when neither tells."""
         try:
             resp = self.request("HEAD", key)
         except StoreError as e:
             if e.status == 404:
                 return None
             raise
-        return resp.headers.get("x-amz-meta-md5")
+        if resp.headers.get("x-amz-meta-md5"):
+            return resp.headers["x-amz-meta-md5"].lower()
+        etag = (resp.headers.get("ETag") or "").strip('"').lower()
+        return etag if is_plain_md5_etag(etag) and etag_is_digest(resp.headers) else None
 
     def put(self, key: str, data: bytes, md5_digest: bytes) -> str:
-        """Upload ``data`` in one request; the server checks it against its MD5. Returns the ETag."""
+        """Upload ``data`` in one request; the server checks it against its MD5. Returns the ETag.
+
+        The ETag is compared with the MD5 as well, but only where it is one: SSE-KMS and SSE-C
+        objects get ETags that are not (Content-MD5 is checked by the server all the same).
+        """
         headers = {
             "Content-MD5": md5_b64(md5_digest),
             "Content-Type": "application/octet-stream",
             "x-amz-meta-md5": md5_digest.hex(),
         }
         resp = self.request("PUT", key, body=data, headers=headers)
-        return (resp.headers.get("ETag") or "").strip('"').lower()
+        etag = (resp.headers.get("ETag") or "").strip('"').lower()
+        if etag_is_digest(resp.headers) and is_plain_md5_etag(etag) and etag != md5_digest.hex():
+            raise StoreError("checksum-mismatch", f"{key}: the store answered ETag {etag} for content with MD5 {md5_digest.hex()}")
+        return etag
 
     def create_multipart(self, key: str, md5_hex: str | None = None) -> str:
         headers = {"Content-Type": "application/octet-stream"}
@@ -263,14 +274,19 @@ class S3Store:
         )
         return resp.headers.get("ETag") or ""
 
-    def complete_multipart(self, key: str, upload_id: str, part_etags: list[str]) -> str:
+    def complete_multipart(self, key: str, upload_id: str, part_etags: list[str], expected_etag: str = "") -> str:
+        """Complete the upload; its ETag must be ``expected_etag`` (MD5 of the part MD5s) where
+        the response shows the ETag is derived from the content (not SSE-KMS or SSE-C)."""
         parts = "".join(f"<Part><PartNumber>{i}</PartNumber><ETag>{etag}</ETag></Part>" for i, etag in enumerate(part_etags, 1))
         body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
         resp = self.request("POST", key, params={"uploadId": upload_id}, body=body, headers={"Content-Type": "application/xml"})
         root = _xml_children(resp.data)
         if root.tag == "Error":  # S3 may report a failed completion inside a 200 response
             raise StoreError(root.findtext("Code") or "s3-error", f"s3://{self.bucket}/{key}: {root.findtext('Message')}")
-        return (root.findtext("ETag") or "").strip('"').lower()
+        etag = (root.findtext("ETag") or "").strip('"').lower() or expected_etag
+        if expected_etag and etag_is_digest(resp.headers) and "-" in etag and etag != expected_etag:
+            raise StoreError("checksum-mismatch", f"{key}: multipart ETag {etag} differs from the expected {expected_etag}")
+        return etag
 
     def set_md5(self, key: str, etag: str, md5_hex: str) -> str:
         """Attach the content MD5 as metadata to the object, only if it is still the one with ``etag``.
@@ -286,10 +302,15 @@ class S3Store:
             "x-amz-meta-md5": md5_hex,
             "Content-Type": "application/octet-stream",
         }
-        root = _xml_children(self.request("PUT", key, headers=headers).data)
+        resp = self.request("PUT", key, headers=headers)
+        root = _xml_children(resp.data)
         if root.tag == "Error":  # like a completion, a copy may fail inside a 200 response
             raise StoreError(root.findtext("Code") or "s3-error", f"s3://{self.bucket}/{key}: {root.findtext('Message')}")
-        return (root.findtext("ETag") or "").strip('"').lower()
+        final = (root.findtext("ETag") or "").strip('"').lower() or etag
+        # AWS reports a copied object's plain MD5; SSE-KMS and SSE-C give it a new ETag of no meaning.
+        if etag_is_digest(resp.headers) and final not in (etag, md5_hex):
+            raise StoreError("checksum-mismatch", f"{key}: after the metadata copy the ETag is {final}, expected {etag} or {md5_hex}")
+        return final
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         self.request("DELETE", key, params={"uploadId": upload_id})
