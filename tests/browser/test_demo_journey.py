@@ -15,12 +15,16 @@ from urllib.parse import urlparse
 
 import boto3
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from simulators.processes import ManagedProcess, child_env, port_open
 from simulators.seaweedfs import ADMIN_CREDENTIALS, REGION
 from simulators.demo_stack import slurm_available
 from tests.browser.lab_page import LabPage
+from tests.fixtures.attacks import parse_marked_json, probe_cell
+from tests.fixtures.publish import LIVE, make_notebook
+from voila_publisher.tokens import derive_publish_token
 
 pytestmark = pytest.mark.browser
 
@@ -134,6 +138,37 @@ def test_researcher_journey_on_the_demo(demo, page, shots):
     assert after.get_attribute("src") != before, "the plot did not change with the slider"
     shots(dashboard, "dashboard-slider-moved")
     dashboard.close()
+
+
+def test_a_dashboard_published_on_the_demo_reaches_nothing_of_the_demo(demo):
+    """The demo's public host is sandboxed like production: published code can read none of the
+    hub's files (its config holds an admin token) and reach neither the hub, moto nor the bucket."""
+    directory = Path(demo["directory"])
+    secret = (directory / "publisher-secret").read_text().strip()
+    token = derive_publish_token(secret, demo["user"])
+    ports = {name: urlparse(demo[name]).port for name in ("hub", "moto", "s3")}
+    targets = {
+        "secret_file": str(directory / "publisher-secret"),
+        "store_dir": str(directory / "public-host"),
+        "other_dashboard_file": str(directory / "public-host" / "host-root"),
+        "other_dashboard_dir": str(directory / "public-host"),
+        "own_dir_file": "defaced.txt",
+        "hub_secret_file": str(directory / "hub" / "jupyterhub_config.py"),
+        "ports": ports,
+        "planted_values": [secret],
+    }
+    notebook = make_notebook(("code", probe_cell(targets)), metadata=LIVE)
+    answer = requests.put(f"{demo['dashboards']}/api/dashboards/{demo['user']}/attack", data=json.dumps(notebook),
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code in (200, 201), answer.text
+    page = requests.get(answer.json()["url"], timeout=120)
+    results = parse_marked_json(page.text, "PROBES")
+    for probe in ("read_publisher_secret", "read_hub_secret", "list_store"):
+        assert not results[probe]["ok"] and results[probe]["type"] == "FileNotFoundError", (probe, results[probe])
+    for name in ports:
+        result = results[f"connect_{name}"]
+        assert not result["ok"] and result["type"] in ("ConnectionRefusedError", "OSError"), (name, result)
+    assert results["uid"] != 0
 
 
 def test_demo_stops_cleanly_on_sigterm(demo):
