@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import re
 
+#: What the sync does to the objects under a prefix: read, write, delete, resumable uploads.
+OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+
 # Characters that IAM evaluates in ARNs and StringLike conditions ("*", "?") or as policy
 # variables ("${...}"): a user name containing one would widen the prefix to other users.
 _WILDCARDS = re.compile(r"[*?$\[\]{}\\]")
@@ -72,13 +75,7 @@ def session_policy(bucket: str, prefix: str, partition: str = "aws") -> dict:
             {
                 "Sid": "ReadWriteOwnPrefix",
                 "Effect": "Allow",
-                "Action": [
-                    "s3:GetObject",
-                    "s3:PutObject",
-                    "s3:DeleteObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                ],
+                "Action": list(OBJECT_ACTIONS),
                 "Resource": f"arn:{partition}:s3:::{bucket}/{prefix}*",
             },
         ],
@@ -104,13 +101,7 @@ def node_data_role_policy(bucket: str, prefix_root: str = "users/", partition: s
             {
                 "Sid": "ReadWriteUserPrefixes",
                 "Effect": "Allow",
-                "Action": [
-                    "s3:GetObject",
-                    "s3:PutObject",
-                    "s3:DeleteObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                ],
+                "Action": list(OBJECT_ACTIONS),
                 "Resource": f"arn:{partition}:s3:::{bucket}/{root}*",
             },
         ],
