@@ -154,7 +154,13 @@ class DemoStack:
         network = make_network(moto.url, ami_parameter=AMI_PARAMETER)
         hub_id = f"demo-{secrets.token_hex(3)}"
 
-        runner = NodeRunnerProcess(d / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION)
+        # As root, simulated nodes run notebook code as the researcher's account (a real node
+        # is another machine; this one shares the hub's disk), and their servers refuse root.
+        node_user = "{username}" if os.geteuid() == 0 else ""
+        self._node_user = node_user
+        runner = NodeRunnerProcess(
+            d / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION, allow_root=not node_user
+        )
         runner.env.update(MOTO_CREDENTIALS)
         say("starting the node runner (boots EC2 instances as local processes)…")
         runner.start()
@@ -166,7 +172,8 @@ class DemoStack:
         secret_file = ""
         publisher_env = {}
         if host is not None:
-            secret_file = d / "publisher-secret"
+            secret_file = d / "hub-secrets" / "publisher-secret"
+            secret_file.parent.mkdir(mode=0o700, exist_ok=True)
             # The shared secret goes through a 0600 file: never a command line or a log.
             fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -198,6 +205,7 @@ class DemoStack:
             },
             slurm=slurm_env is not None,
             openstack_clouds_yaml=clouds_yaml or "",
+            node_user=node_user,
         )
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **(slurm_env or {})}, password=PASSWORD)
         say("starting JupyterHub with HybridSpawner…")
@@ -241,7 +249,9 @@ class DemoStack:
             return None
         self._compute.append(fake.stop)
         clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
-        runner = NovaNodeRunnerProcess(base / "nodes", clouds_yaml=clouds_yaml, hub_id=hub_id, log_dir=base)
+        runner = NovaNodeRunnerProcess(
+            base / "nodes", clouds_yaml=clouds_yaml, hub_id=hub_id, log_dir=base, allow_root=not self._node_user
+        )
         runner.start()
         self._compute.append(runner.stop)
         return str(clouds_yaml)

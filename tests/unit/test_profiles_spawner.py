@@ -77,3 +77,42 @@ async def test_an_override_that_is_no_trait_is_an_admin_error():
         await spawner.start()
     assert refused.value.status_code == 500 and "misconfigured" in refused.value.message
     assert "no_such_trait" not in refused.value.message  # details go to the log only
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        {"slug": "x", "backend": "ec2", "overrides": {"launched_instance_type": "t3.large"}},  # state, not a setting
+        {"slug": "x", "backend": "openstack", "options": {"name": {"trait": "server_name", "choices": ["a"]}}},
+        {"slug": "x", "backend": "slurm", "options": {"job": {"trait": "job_id", "choices": ["1"]}}},
+    ],
+)
+async def test_a_profile_that_names_no_configurable_setting_is_refused_when_loaded(profile, caplog):
+    with pytest.raises(SpawnException) as refused:
+        await make(profiles=[profile]).load_profiles()
+    assert refused.value.status_code == 500 and "misconfigured" in refused.value.message
+    assert "is not a configurable setting" in caplog.text
+
+
+async def test_the_readme_instance_type_option_is_a_setting_and_is_tried_first():
+    readme = {"slug": "ec2-small", "backend": "ec2",
+              "options": {"instance_type": {"trait": "instance_type", "choices": ["t3.medium", "t3.large"]}}}
+    spawner = make(profiles=[readme])
+    (profile,) = await spawner.load_profiles()
+    child = spawner._build_child("ec2", {"instance_types": ["t3.medium", "t3a.large"], **profile.option("instance_type").overrides_for("t3.large")})
+    assert child._instance_types() == ["t3.large", "t3.medium", "t3a.large"]
+
+
+async def test_why_the_last_server_stopped_survives_clear_state_and_a_hub_restart():
+    spawner = make(profiles=PROFILES)
+    spawner.load_state({"backend": "slurm", "profile": "hpc", "overrides": {},
+                        "child_state": {"backend": "slurm", "node_id": "42", "job_id": "42"}})
+    cache = spawner.child.status_cache()
+    spawner.child.last_stop_message = "Slurm job 42 was stopped outside JupyterHub (CANCELLED)."
+    spawner.clear_state()  # what the hub does once poll() said the server is gone
+    state = spawner.get_state()
+    assert state == {"last_stop_message": "Slurm job 42 was stopped outside JupyterHub (CANCELLED)."}
+    restarted = make(profiles=PROFILES, user_options={"profile": "hpc"})
+    restarted.load_state(state)
+    assert restarted.last_stop_message == state["last_stop_message"]
+    await cache.close()
