@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import openstack
@@ -19,6 +20,7 @@ import pytest
 from openstack.config import loader
 
 from simulators.demo_stack import DEMO_USER, DemoStack, slurm_available
+from simulators.processes import wait_until
 from simulators.seaweedfs import REGION
 from tests.fixtures.ec2 import aws
 from tests.fixtures.kernel import run_in_kernel
@@ -117,6 +119,20 @@ def end_outside_the_hub(stack: DemoStack, backend: str, child_state: dict) -> st
     return node
 
 
+def spawn_and_watch(hub, user: str, server: str, options: dict) -> list[dict]:
+    """POST a spawn (which blocks up to 10 s) in a thread and read its progress from the start:
+    the stream replays every event while the spawn is pending, and only "ready" after."""
+    answer = {}
+    poster = threading.Thread(target=lambda: answer.update(r=hub.spawn(user, server, options)))
+    poster.start()
+    try:
+        wait_until(lambda: (hub.server_model(user, server) or {}).get("pending") == "spawn", 60, "the spawn to be pending")
+        return hub.progress_events(user, server, timeout=150)
+    finally:
+        poster.join(60)
+        assert answer["r"][0] in (201, 202), answer
+
+
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_notebook_code_cannot_read_hub_secrets_and_the_next_spawn_says_why_the_last_stopped(demo, backend):
     hub, profile, server = demo.parts["hub"], BACKENDS[backend], f"probe-{backend}"
@@ -137,9 +153,7 @@ def test_notebook_code_cannot_read_hub_secrets_and_the_next_spawn_says_why_the_l
     child_state = hub.server_model(DEMO_USER, server)["state"]["child_state"]
     node = end_outside_the_hub(demo, backend, child_state)
     hub.wait_stopped(DEMO_USER, server, timeout=60)
-    status, body = hub.spawn(DEMO_USER, server, {"profile": profile})
-    assert status in (201, 202), body
-    events = [e["message"] for e in hub.progress_events(DEMO_USER, server, timeout=150)]
+    events = [e["message"] for e in spawn_and_watch(hub, DEMO_USER, server, {"profile": profile})]
     ours = [m for m in events if m != "Server requested"]
     assert ours[0].startswith("Your previous server stopped:") and node in ours[0], events
     assert "outside JupyterHub" in ours[0], events

@@ -116,3 +116,34 @@ async def test_why_the_last_server_stopped_survives_clear_state_and_a_hub_restar
     restarted.load_state(state)
     assert restarted.last_stop_message == state["last_stop_message"]
     await cache.close()
+
+
+def documented_profiles(path: str) -> list:
+    """The first `c.HybridSpawner.profiles = [...]` literal in a document."""
+    import ast
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / path).read_text()
+    start = text.index("c.HybridSpawner.profiles = [") + len("c.HybridSpawner.profiles = ")
+    end = text.index("\n]\n", start) + 2
+    return ast.literal_eval(text[start:end])
+
+
+@pytest.mark.parametrize("path", ["README.md", "docs/profiles.md"])
+async def test_the_documented_profiles_load_with_their_settings_checked(path):
+    profiles = await make(profiles=documented_profiles(path)).load_profiles()
+    ec2 = next(p for p in profiles if p.backend == "ec2")
+    assert ec2.option("instance_type").overrides_for("t3.large") == {"instance_type": "t3.large"}
+
+
+async def test_a_spawn_link_is_read_as_the_browser_sent_it_not_as_jupyterhub6_filtered_it():
+    sent = {"profile": [b"hpc"], "opt-hpc--cpus": [b"3"], "next": [b"/hub/home"]}
+    spawner = make(profiles=PROFILES)
+    spawner.handler = SimpleNamespace(request=SimpleNamespace(query_arguments=sent))
+    # JupyterHub 6 drops "profile" (no opt- prefix) and strips the prefix of the rest.
+    assert await spawner.options_from_query({"hpc--cpus": ["3"]}) == {"profile": "hpc", "cpus": 3}
+    spawner.handler = None  # JupyterHub 5 passes the query as sent
+    assert await spawner.options_from_query({"opt-profile": ["hpc"], "opt-cpus": ["2"]}) == {"profile": "hpc", "cpus": 2}
+    with pytest.raises(SpawnException) as refused:
+        await spawner.options_from_query({"opt-profile": ["hpc"], "opt-cpus": ["9"]})
+    assert refused.value.status_code == 400 and "outside 1..4" in refused.value.message
