@@ -60,7 +60,12 @@ def _stolen_tokens():
             pass
     if not found:
         raise LookupError("no token readable")
-    return [_users(t) for t in found]
+    for token in found:  # any one the hub accepts as admin is a hole
+        try:
+            return _users(token)
+        except urllib.error.HTTPError:
+            pass
+    raise LookupError("no readable token is accepted")
 for _name, _path in _t["files"].items():
     _probe("read:" + _name, lambda _path=_path: _read(_path))
 _probe("list:hub-dir", lambda: os.listdir(_t["hub_dir"]))
