@@ -24,9 +24,10 @@ that does not fit raises :class:`ProfileRequestError` with a message safe to sho
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,11 +165,19 @@ class Resolution:
 
 
 # -- loading the admin's configuration ---------------------------------------------------------
-def parse_profiles(raw: Any, backends: Iterable[str] = tuple(BACKENDS)) -> list[Profile]:
+def parse_profiles(
+    raw: Any,
+    backends: Iterable[str] = tuple(BACKENDS),
+    settable: Callable[[str], Collection[str]] | None = None,
+) -> list[Profile]:
     """Validate the admin's profile list and return it as Profile objects.
 
     ``backends`` are the backend names this hub has (``HybridSpawner.backend_classes``; by
     default the registry's), so a backend an admin adds there is accepted here too.
+    ``settable(backend)``, when given, names the traits a profile may set on that backend's
+    spawner (its ``config=True`` traits): an override or option naming anything else is a
+    mistake that would be silently overwritten (state such as the launched instance type) or
+    ignored, so it is refused here, where the admin sees it.
     """
     backends = tuple(backends)
     if not isinstance(raw, (list, tuple)):
@@ -176,6 +185,9 @@ def parse_profiles(raw: Any, backends: Iterable[str] = tuple(BACKENDS)) -> list[
     if not raw:
         raise ProfileConfigError("profiles is empty: declare at least one profile")
     profiles = [_parse_profile(i, p, backends) for i, p in enumerate(raw)]
+    if settable is not None:
+        for p in profiles:
+            _check_settable(p, frozenset(settable(p.backend)))
     seen: set[str] = set()
     for p in profiles:
         if p.slug in seen:
@@ -223,6 +235,23 @@ def _parse_profile(index: int, raw: Any, backends: tuple[str, ...]) -> Profile:
         allowed_users=_name_set(where, "allowed_users", raw.get("allowed_users")),
         cost_per_hour=None if cost is None else float(cost),
     )
+
+
+def _check_settable(profile: Profile, settable: frozenset[str]) -> None:
+    where = f"profile {profile.slug!r}"
+    named = [(f"{where} overrides", name) for name in profile.overrides]
+    for option in profile.options:
+        if option.trait:
+            named.append((f"{where} option {option.name!r}", option.trait))
+        for choice in option.choices:
+            named += [(f"{where} option {option.name!r} choice {choice.value!r}", n) for n in choice.overrides]
+    for context, name in named:
+        if name not in settable:
+            close = difflib.get_close_matches(name, sorted(settable), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ProfileConfigError(
+                f"{context}: {name!r} is not a configurable setting of the {profile.backend} spawner{hint}"
+            )
 
 
 def _name_set(where: str, key: str, value: Any) -> frozenset[str] | None:
@@ -372,6 +401,53 @@ def form_to_user_options(formdata: Mapping[str, list[str]]) -> dict[str, Any]:
         for key, values in formdata.items():
             if key.startswith(prefix):
                 options[key[len(prefix) :]] = _first(values)
+    return options
+
+
+# Query arguments of /hub/spawn that belong to JupyterHub, not to the profile request.
+RESERVED_QUERY_KEYS = frozenset({"next", "display_name", "_xsrf"})
+
+
+def query_to_user_options(query: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a spawn link's query arguments into user_options, refusing what would be dropped.
+
+    A link names its profile with ``opt-profile=<slug>`` (JupyterHub 6 passes only ``opt-``
+    fields to the spawner once any is present, without the prefix; JupyterHub 5 passes all of
+    them as they are), so both ``opt-X`` and ``X`` are read as ``X``. Options may be given as
+    ``opt-<option>`` or, as the form names them, ``opt-<slug>--<option>``; a field naming a
+    profile other than the one the link starts is refused, not dropped, because silently
+    dropping it starts a server the researcher did not ask for. Option values are checked
+    later by :func:`resolve`.
+    """
+    fields: dict[str, tuple[str, Any]] = {}  # name without "opt-" -> (key as given, value)
+    for key, raw in query.items():
+        if key in RESERVED_QUERY_KEYS:
+            continue
+        name = key[4:] if key.startswith("opt-") else key
+        if not name:
+            raise ProfileRequestError(f"field {key!r} has no name")
+        if isinstance(raw, (list, tuple)) and len(raw) > 1:
+            raise ProfileRequestError(f"field {key!r} is given {len(raw)} times; give it once")
+        value = _first(raw)
+        if name in fields:
+            raise ProfileRequestError(f"fields {fields[name][0]!r} and {key!r} name the same thing; give one")
+        fields[name] = (key, value)
+    slug = fields.pop("profile", (None, None))[1]
+    options: dict[str, Any] = {} if slug is None else {"profile": slug}
+    for name, (key, value) in fields.items():
+        owner, sep, option = name.rpartition("--")
+        if sep:
+            if slug is None:
+                raise ProfileRequestError(
+                    f"field {key!r} belongs to profile {owner!r}, but no profile is named; "
+                    f"add opt-profile={owner} to the link"
+                )
+            if owner != slug:
+                raise ProfileRequestError(f"field {key!r} belongs to profile {owner!r}, not to {slug!r}")
+            name = option
+        if name in options:
+            raise ProfileRequestError(f"option {name!r} is given twice")
+        options[name] = value
     return options
 
 

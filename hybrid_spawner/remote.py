@@ -91,8 +91,11 @@ class RemoteSpawner(Spawner):
         "",
         config=True,
         help="""Unix account on the node that runs the single-user server (boot scripts run as
-        root). Empty runs it as the boot script's user; nodes running as root then need
-        HYBRID_NODE_EXTRA_ARGS=--allow-root in their environment or `--allow-root` in Spawner.args.""",
+        root), e.g. "jovyan", or "{username}" for an account per hub user ({username} and
+        the other Spawner.format_string fields are replaced). Empty runs it as the boot
+        script's user; nodes running as root then need HYBRID_NODE_EXTRA_ARGS=--allow-root in
+        their environment or `--allow-root` in Spawner.args. Notebook code should never run
+        as root: it could read anything on the node.""",
     )
     node_address_override = Unicode(
         "",
@@ -281,7 +284,7 @@ class RemoteSpawner(Spawner):
                 credential,
                 template=self.bootstrap_template,
                 python=self.node_python,
-                run_as=self.node_user,
+                run_as=self.format_string(self.node_user) if self.node_user else "",
                 ttl=ttl,
                 extra=self.script_context(),
             )

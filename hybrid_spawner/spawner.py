@@ -30,6 +30,7 @@ from hybrid_spawner.profiles import (
     form_field,
     form_to_user_options,
     parse_profiles,
+    query_to_user_options,
     resolve,
     visible_profiles,
 )
@@ -115,6 +116,9 @@ class HybridSpawner(Spawner):
     child_backend = Unicode("")
     child_profile = Unicode("")
     child_overrides = Dict()
+    # Why the previous server ended (set by the backend's poll()); outlives the backend
+    # spawner, which clear_state drops, so the next start can say it first.
+    last_stop_message = Unicode("")
 
     @default("options_form")
     def _options_form_default(self):
@@ -143,7 +147,7 @@ class HybridSpawner(Spawner):
         if callable(raw):
             raw = await maybe_future(raw(self))
         try:
-            return parse_profiles(raw, self.backend_classes)
+            return parse_profiles(raw, self.backend_classes, self._settable_traits)
         except ProfileConfigError as e:
             self.log.error("HybridSpawner.profiles is invalid: %s", e)
             raise SpawnException(
@@ -153,6 +157,11 @@ class HybridSpawner(Spawner):
                 log_message=f"HybridSpawner.profiles is invalid: {e}",
             ) from None
 
+    def _settable_traits(self, backend: str) -> frozenset[str]:
+        """What a profile may set on a backend's spawner: its configurable traits, as
+        KubeSpawner allows for profile overrides (state traits would be overwritten)."""
+        return frozenset(spawner_class(backend, self.backend_classes).class_trait_names(config=True))
+
     async def _render_form(self) -> str:
         profiles = visible_profiles(await self.load_profiles(), self.user.name, self._group_names())
         if not profiles:
@@ -160,6 +169,29 @@ class HybridSpawner(Spawner):
         last = dict(self.orm_spawner.user_options or {}) if self.orm_spawner is not None else {}
         path = Path(self.form_template) if self.form_template else TEMPLATES / "form.html"
         return render_form(path.read_text(), profiles, last)
+
+    async def options_from_query(self, query_data):
+        """A spawn link (``GET /hub/spawn/<user>?opt-profile=<slug>&opt-cpus=2``): checked in full
+        here, so a link that does not fit is refused with its reason on the spawn page and
+        nothing starts, instead of starting another profile than the one it names.
+
+        Reads the query the browser sent (``self.handler``, set by the hub before this call)
+        when there is one: JupyterHub 6 drops fields without the ``opt-`` prefix once any
+        field has it, which would turn ``?profile=gpu&opt-gpu--cpus=2`` into a request for
+        the default profile. Falls back to what the hub passed.
+        """
+        request = getattr(getattr(self, "handler", None), "request", None)
+        if request is not None and request.query_arguments:
+            query = {k: [b.decode("utf8", "replace") for b in v] for k, v in request.query_arguments.items()}
+        else:
+            query = dict(query_data or {})
+        try:
+            user_options = query_to_user_options(query)
+            resolution = resolve(await self.load_profiles(), user_options, self.user.name, self._group_names())
+        except ProfileRequestError as e:
+            self.log.warning("%s: refused spawn link: %s", self._log_name, e)
+            raise SpawnException(f"Invalid server options: {e}", reason="invalid-options", status_code=400) from None
+        return resolution.user_options
 
     # ------------------------------------------------------------------ child spawner
     def _build_child(self, backend: str, overrides: dict[str, Any]) -> Spawner:
@@ -195,6 +227,9 @@ class HybridSpawner(Spawner):
             if hasattr(self, name) and child.has_trait(name):
                 setattr(child, name, getattr(self, name))
         child.user_options = dict(self.user_options)
+        if self.last_stop_message and hasattr(child, "last_stop_message"):
+            # RemoteSpawner.start shows it as the first progress event, then forgets it.
+            child.last_stop_message, self.last_stop_message = self.last_stop_message, ""
         self._adopt(child, resolution.profile.backend, resolution.profile.slug, resolution.overrides)
         self.log.info("%s: starting profile %s on %s", self._log_name, resolution.profile.slug, resolution.profile.backend)
         return await child.start()
@@ -227,12 +262,15 @@ class HybridSpawner(Spawner):
                 overrides=self.child_overrides,
                 child_state=self.child.get_state(),
             )
+        if self.last_stop_message:
+            state["last_stop_message"] = self.last_stop_message
         return state
 
     def load_state(self, state: dict) -> None:
         """Rebuild the backend spawner from the stored backend and overrides (not from the
         current profiles: an admin editing profiles must not orphan a running server)."""
         super().load_state(state)
+        self.last_stop_message = state.get("last_stop_message", "")
         backend = state.get("backend")
         if not backend or backend not in self.backend_classes:
             return
@@ -248,6 +286,7 @@ class HybridSpawner(Spawner):
         super().clear_state()
         if self.child is not None:
             self.child.clear_state()
+            self.last_stop_message = getattr(self.child, "last_stop_message", "") or self.last_stop_message
         self.child = None
         self.child_backend = self.child_profile = ""
         self.child_overrides = {}

@@ -22,6 +22,17 @@ c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 3
 c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
+
+# -- the hub's own files: for the hub's account alone ---------------------------------------------
+# Researchers' code may run on a machine that shares this disk (a hub on a cluster's login node,
+# a shared /srv). Everything secret the hub keeps -- this file if it holds a token, the cookie
+# secret, the database (it stores hashed tokens and server state), clouds.yaml, the publisher
+# secret -- lives in /srv/jupyterhub (or /etc/jupyterhub), a 0700 directory owned by the hub's
+# account, as 0600 files. Start the hub with umask 077 (systemd: UMask=0077); this line makes
+# sure of it for everything the hub writes itself:
+import os  # noqa: E402
+
+os.umask(0o077)
 # Your identity provider, e.g. oauthenticator's GenericOAuthenticator. CHANGE ME.
 # c.JupyterHub.authenticator_class = "generic-oauth"
 

@@ -21,6 +21,17 @@ c.JupyterHub.cleanup_servers = False
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 2
 
+# -- the hub's own files: for the hub's account alone ---------------------------------------------
+# Researchers' code may run on a machine that shares this disk (a hub on a cluster's login node,
+# a shared /srv). Everything secret the hub keeps -- this file if it holds a token, the cookie
+# secret, the database (it stores hashed tokens and server state), clouds.yaml, the publisher
+# secret -- lives in /srv/jupyterhub (or /etc/jupyterhub), a 0700 directory owned by the hub's
+# account, as 0600 files. Start the hub with umask 077 (systemd: UMask=0077); this line makes
+# sure of it for everything the hub writes itself:
+import os  # noqa: E402
+
+os.umask(0o077)
+
 # -- OpenStack: one Nova server per notebook server --------------------------------------------
 c.JupyterHub.spawner_class = "hybrid-openstack"
 

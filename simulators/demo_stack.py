@@ -170,7 +170,13 @@ class DemoStack:
         network = make_network(moto.url, ami_parameter=AMI_PARAMETER)
         hub_id = f"demo-{secrets.token_hex(3)}"
 
-        runner = NodeRunnerProcess(d / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION)
+        # As root, simulated nodes run notebook code as the researcher's account (a real node
+        # is another machine; this one shares the hub's disk), and their servers refuse root.
+        node_user = "{username}" if os.geteuid() == 0 else ""
+        self._node_user = node_user
+        runner = NodeRunnerProcess(
+            d / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION, allow_root=not node_user
+        )
         runner.env.update(MOTO_CREDENTIALS)
         say("starting the node runner (boots EC2 instances as local processes)…")
         runner.start()
@@ -182,7 +188,8 @@ class DemoStack:
         secret_file = ""
         publisher_env = {}
         if host is not None:
-            secret_file = d / "publisher-secret"
+            secret_file = d / "hub-secrets" / "publisher-secret"
+            secret_file.parent.mkdir(mode=0o700, exist_ok=True)
             # The shared secret goes through a 0600 file: never a command line or a log.
             fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -214,6 +221,7 @@ class DemoStack:
             bucket_credentials={"bucket": BUCKET, "url": s3.url, "role_arn": NODE_DATA_ROLE_ARN, "profile": HUB_STS_PROFILE},
             slurm=slurm_env is not None,
             openstack_clouds_yaml=clouds_yaml or "",
+            node_user=node_user,
         )
         hub_sts = {"AWS_SHARED_CREDENTIALS_FILE": str(_hub_sts_credentials(d / "hub-sts-credentials"))}
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **hub_sts, **(slurm_env or {})}, password=PASSWORD)
@@ -258,7 +266,9 @@ class DemoStack:
             return None
         self._compute.append(fake.stop)
         clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
-        runner = NovaNodeRunnerProcess(base / "nodes", clouds_yaml=clouds_yaml, hub_id=hub_id, log_dir=base)
+        runner = NovaNodeRunnerProcess(
+            base / "nodes", clouds_yaml=clouds_yaml, hub_id=hub_id, log_dir=base, allow_root=not self._node_user
+        )
         runner.start()
         self._compute.append(runner.stop)
         return str(clouds_yaml)

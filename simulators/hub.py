@@ -8,6 +8,7 @@ admin service token for driving the REST API.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import textwrap
 import time
@@ -19,6 +20,10 @@ from simulators.processes import ManagedProcess, child_env, free_port, http_ok, 
 
 BASE_CONFIG = """\
 # Written by simulators.hub; the caller's configuration follows the base part.
+# Everything the hub writes (database, cookie secret, logs) is for the hub's account alone:
+# user code may run on this machine (Slurm jobs, simulated nodes).
+import os as _os
+_os.umask(0o077)
 c = get_config()  # noqa
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
@@ -40,6 +45,14 @@ c.JupyterHub.load_roles = [{{"name": "admin", "services": ["test-admin"]}}]
 """
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (0600 from creation, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 class HubAPIError(RuntimeError):
     def __init__(self, status: int, body: str):
         super().__init__(f"hub API answered {status}: {body[:500]}")
@@ -53,6 +66,8 @@ class LocalHub:
     def __init__(self, directory, config: str = "", *, env: dict | None = None, password: str = "demo"):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        # The directory holds the admin token (config), the cookie secret and the database.
+        os.chmod(self.dir, 0o700)
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
@@ -70,7 +85,7 @@ class LocalHub:
             password=password,
             admin_token=self.admin_token,
         )
-        self.config_path.write_text(base + "\n" + textwrap.dedent(config))
+        write_private(self.config_path, base + "\n" + textwrap.dedent(config))
         self.process: ManagedProcess | None = None
         self.starts = 0
 

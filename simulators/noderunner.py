@@ -123,6 +123,9 @@ class NodeRunner:
         self.source = source
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # Boot scripts (single-use credentials) and node logs: the runner's alone. A node's
+        # server runs in a directory under it, which it need not read (its root is its home).
+        os.chmod(self.workdir, 0o700)
         self.allow_root = allow_root
         self.status_file = Path(status_file) if status_file else None
         self.nodes: dict[str, tuple[ManagedProcess, int]] = {}

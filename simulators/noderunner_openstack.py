@@ -92,13 +92,13 @@ class NovaNodeRunnerProcess(ManagedProcess):
     """The runner with this source as a child process; ready once it has looked once."""
 
     def __init__(self, workdir, *, clouds_yaml, hub_id: str, cloud: str = "fake-admin",
-                 interval: float = 0.5, log_dir=None):
+                 interval: float = 0.5, log_dir=None, allow_root: bool | None = None):
         self.workdir = Path(workdir)
         self.status_path = self.workdir / "status.json"
         argv = [sys.executable, "-m", "simulators.noderunner_openstack", "--cloud", cloud,
                 "--clouds-yaml", clouds_yaml, "--hub-id", hub_id, "--workdir", self.workdir,
                 "--interval", interval, "--status-file", self.status_path,
-                *(["--allow-root"] if os.geteuid() == 0 else [])]
+                *(["--allow-root"] if (os.geteuid() == 0 if allow_root is None else allow_root) else [])]
         super().__init__("noderunner-openstack", argv, log_dir=log_dir or self.workdir.parent,
                          env=child_env(), ready=self.status_path.exists)
 

@@ -52,6 +52,10 @@ class DemoHubSettings:
     openstack_clouds_yaml: str = ""
     # Per-user bucket credentials from the store's STS: bucket, url, role_arn, profile.
     bucket_credentials: dict = field(default_factory=dict)
+    # Unix account the simulated EC2/OpenStack nodes run notebook code as ("{username}": the
+    # researcher's own, as on Slurm). A real node is another machine; a simulated one shares
+    # the hub's disk, so its code must not run as root. Empty only when the demo is not root.
+    node_user: str = ""
 
 
 def bucket_credentials_config(b: dict) -> str:
@@ -99,6 +103,7 @@ c.EC2Spawner.port = 0
 # The node runner boots instances as local processes listening on loopback.
 c.EC2Spawner.node_address_override = "127.0.0.1"
 c.EC2Spawner.node_python = {s.python!r}
+c.EC2Spawner.node_user = {s.node_user!r}
 c.EC2Spawner.status_refresh_interval = 1
 c.EC2Spawner.start_timeout = 120
 c.EC2Spawner.http_timeout = 90
@@ -112,6 +117,7 @@ c.OpenStackSpawner.security_groups = ["jupyter-nodes"]
 c.OpenStackSpawner.key_name = "research-key"
 c.OpenStackSpawner.hub_id = {s.hub_id!r}
 c.OpenStackSpawner.node_python = {s.python!r}
+c.OpenStackSpawner.node_user = {s.node_user!r}
 c.OpenStackSpawner.status_refresh_interval = 1
 c.OpenStackSpawner.start_timeout = 120
 c.OpenStackSpawner.http_timeout = 90
@@ -155,11 +161,14 @@ def _prepare_home(spawner):
         notification.parent.mkdir(parents=True, exist_ok=True)
         notification.write_text(_QUIET_LAB)
     if os.geteuid() == 0:
-        import pwd
+        import pwd, subprocess
         try:
             account = pwd.getpwnam(spawner.user.name)
         except KeyError:
-            return
+            # Notebook code runs as the researcher's own account on every backend, never root.
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", spawner.user.name],
+                           check=True, capture_output=True)
+            account = pwd.getpwnam(spawner.user.name)
         for path in (home, welcome, *_lab_settings(spawner.user.name).rglob("*"), _lab_settings(spawner.user.name)):
             os.chown(path, account.pw_uid, account.pw_gid)
 

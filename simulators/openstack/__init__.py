@@ -7,6 +7,7 @@ writes a ``clouds.yaml`` for it, and drives its ``/_fake`` control API.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -90,5 +91,9 @@ class FakeOpenStack:
     def write_clouds_yaml(self, path) -> Path:
         """JSON is valid YAML, so the file needs no YAML writer."""
         path = Path(path)
-        path.write_text(json.dumps({"clouds": self.cloud_entries()}, indent=2))
+        # It holds the project admin's password: for the hub's account alone.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"clouds": self.cloud_entries()}, indent=2))
         return path

@@ -144,11 +144,11 @@ def test_a_dashboard_published_on_the_demo_reaches_nothing_of_the_demo(demo):
     """The demo's public host is sandboxed like production: published code can read none of the
     hub's files (its config holds an admin token) and reach neither the hub, moto nor the bucket."""
     directory = Path(demo["directory"])
-    secret = (directory / "publisher-secret").read_text().strip()
+    secret = (directory / "hub-secrets" / "publisher-secret").read_text().strip()
     token = derive_publish_token(secret, demo["user"])
     ports = {name: urlparse(demo[name]).port for name in ("hub", "moto", "s3")}
     targets = {
-        "secret_file": str(directory / "publisher-secret"),
+        "secret_file": str(directory / "hub-secrets" / "publisher-secret"),
         "store_dir": str(directory / "public-host"),
         "other_dashboard_file": str(directory / "public-host" / "host-root"),
         "other_dashboard_dir": str(directory / "public-host"),

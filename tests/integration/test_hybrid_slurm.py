@@ -47,6 +47,20 @@ c.HybridSpawner.profiles = [
         "overrides": {"instance_types": ["t3.micro"]},
     },
     {
+        "slug": "slurm-link",
+        "display_name": "Slurm job started by a link",
+        "backend": "slurm",
+        "overrides": {"req_partition": "debug", "req_runtime": "01:00:00"},
+        "options": {"cpus": {"display_name": "CPUs", "trait": "req_nprocs", "min": 1, "max": 4, "default": 1}},
+    },
+    {
+        "slug": "ec2-choice",
+        "display_name": "Cloud VM of the researcher's size",
+        "backend": "ec2",
+        "overrides": {"instance_types": ["t3.micro", "t3.nano"]},
+        "options": {"instance_type": {"trait": "instance_type", "choices": ["t3.micro", "t3.small"]}},
+    },
+    {
         "slug": "slurm-maint",
         "display_name": "Maintenance partition (always queued)",
         "backend": "slurm",
@@ -274,3 +288,66 @@ def test_a_job_that_dies_fails_the_spawn_with_its_output_path_and_leaves_no_job(
     log = hub.log_text()
     assert re.search(r"Slurm job \d+ (ended before the server started|stopped while booting)", log), log[-3000:]
     assert not user_jobs(slurm_cluster, slurm_test_user)
+
+
+# -- spawn links (GET /hub/spawn/<user>/<server>?...) from a logged-in browser session ---------
+@pytest.mark.parametrize(
+    "query, cpus",
+    [
+        ("opt-profile=slurm-link&opt-cpus=2", 2),  # the documented form
+        ("profile=slurm-link&opt-slurm-link--cpus=3", 3),  # the earlier documented form
+    ],
+)
+def test_a_spawn_link_starts_the_profile_it_names(hub, slurm_cluster, ec2_side, slurm_test_user, query, cpus):
+    instances_before = live_instances(ec2_side.ec2, ec2_side.hub_id, slurm_test_user)
+    browser = logged_in(hub, slurm_test_user)
+    r = browser.get(f"{hub.url}/hub/spawn/{slurm_test_user}/linked?{query}", allow_redirects=False, timeout=60)
+    assert r.status_code == 302, r.text[:500]
+    model = hub.wait_ready(slurm_test_user, "linked", timeout=120)
+    assert model["user_options"] == {"profile": "slurm-link", "cpus": cpus}
+    assert model["state"]["backend"] == "slurm"
+    (job,) = [j for j in user_jobs(slurm_cluster, slurm_test_user, states=("RUNNING",)) if j["id"] == model["state"]["child_state"]["job_id"]]
+    assert job["cpus"] == cpus and job["partition"] == "debug"
+    assert live_instances(ec2_side.ec2, ec2_side.hub_id, slurm_test_user) == instances_before  # no cloud instance
+    hub.stop_server(slurm_test_user, "linked")
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("opt-profile=slurm-link&opt-ec2-small--size=big", "field 'opt-ec2-small--size' belongs to profile 'ec2-small', not to 'slurm-link'"),
+        ("profile=slurm-link&opt-slurm-cpu--cpus=2", "belongs to profile 'slurm-cpu', not to 'slurm-link'"),
+        ("opt-slurm-link--cpus=2", "no profile is named; add opt-profile=slurm-link"),
+        ("opt-profile=slurm-link&opt-memory=1G", "does not offer ['memory']"),
+        ("opt-profile=slurm-link&opt-cpus=9", "outside 1..4"),
+        ("opt-profile=slurm-link&opt-cpus=2&opt-cpus=3", "given 2 times"),
+        ("opt-profile=no-such-profile", "unknown profile"),
+    ],
+)
+def test_a_spawn_link_that_does_not_fit_is_refused_and_starts_nothing(hub, slurm_cluster, ec2_side, slurm_test_user, query, message):
+    jobs_before, submissions_before = slurm_cluster.job_ids(), submissions(hub)
+    instances_before = live_instances(ec2_side.ec2, ec2_side.hub_id, slurm_test_user)
+    browser = logged_in(hub, slurm_test_user)
+    r = browser.get(f"{hub.url}/hub/spawn/{slurm_test_user}/badlink?{query}", allow_redirects=False, timeout=60)
+    assert r.status_code == 400, r.text[:500]
+    page = html.unescape(r.text)
+    assert "Invalid server options" in page and message in page, page[-3000:]
+    assert 'id="spawn_form"' in r.text  # the form again, to choose properly
+    time.sleep(1)  # a spawn, had one started, would have submitted by now
+    assert submissions(hub) == submissions_before
+    assert not set(slurm_cluster.job_ids()) - set(jobs_before)
+    assert live_instances(ec2_side.ec2, ec2_side.hub_id, slurm_test_user) == instances_before
+    model = hub.server_model(slurm_test_user, "badlink")
+    assert model is None or not (model.get("ready") or model.get("pending"))
+
+
+# -- the instance type a researcher picks -----------------------------------------------------
+def test_the_chosen_instance_type_is_the_one_launched(hub, ec2_side, slurm_test_user):
+    status, body = hub.spawn(slurm_test_user, "sized", {"profile": "ec2-choice", "instance_type": "t3.small"})
+    assert status in (201, 202), body
+    model = hub.wait_ready(slurm_test_user, "sized", timeout=120)
+    node = model["state"]["child_state"]["node_id"]
+    (instance,) = [i for r in ec2_side.ec2.describe_instances(InstanceIds=[node])["Reservations"] for i in r["Instances"]]
+    assert instance["InstanceType"] == "t3.small"
+    assert model["state"]["child_state"]["instance_type"] == "t3.small"
+    hub.stop_server(slurm_test_user, "sized")

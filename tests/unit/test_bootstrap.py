@@ -108,7 +108,7 @@ def test_script_carries_url_and_credential_only():
 
 def test_script_runs_as_node_user_when_asked():
     script = render_bootstrap_script("http://hub/hub/api", "c", python="/opt/jupyter/bin/python", run_as="jovyan")
-    assert "runuser -u jovyan --preserve-environment -- /opt/jupyter/bin/python -m hybrid_spawner.node_agent" in script
+    assert "runuser -u jovyan -- /opt/jupyter/bin/python -m hybrid_spawner.node_agent" in script
     subprocess.run(["bash", "-n"], input=script.encode(), check=True)
 
 

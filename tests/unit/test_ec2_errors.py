@@ -37,17 +37,17 @@ def test_client_side_errors(spawner):
 
 
 def test_state_round_trip_and_names(spawner):
-    spawner.node_id, spawner.node_ip, spawner.node_port, spawner.instance_type = "i-1", "10.0.0.5", 8888, "t3.large"
+    spawner.node_id, spawner.node_ip, spawner.node_port, spawner.launched_instance_type = "i-1", "10.0.0.5", 8888, "t3.large"
     state = spawner.get_state()
     assert state["backend"] == "ec2" and state["instance_type"] == "t3.large" and state["spawner_version"]
     other = EC2Spawner()
     other.load_state({**state, "backend": "openstack"})
     assert other.node_id is None, "a state written by another backend is not taken for ours"
     other.load_state(state)
-    assert (other.node_id, other.node_ip, other.node_port, other.instance_type) == ("i-1", "10.0.0.5", 8888, "t3.large")
+    assert (other.node_id, other.node_ip, other.node_port, other.launched_instance_type) == ("i-1", "10.0.0.5", 8888, "t3.large")
     assert other.describe_node() == "instance i-1 (t3.large)"
     other.clear_state()
-    assert other.node_id is None and other.instance_type is None
+    assert other.node_id is None and other.launched_instance_type is None
 
 
 async def test_garbled_run_instances_reply_is_retried_with_the_same_client_token(spawner, monkeypatch):

@@ -75,3 +75,10 @@ def test_error_messages_are_actionable():
     assert plan.client_error_message("Weird", "x" * 1000, region="r", image="i", subnets="s", groups="g").startswith(
         "EC2 refused the request (Weird: xxx"
     )
+
+
+def test_the_chosen_instance_type_comes_first_then_the_fallbacks():
+    assert plan.instance_type_order("t3.large", ["t3.medium", "t3.large", "m5.large"]) == ["t3.large", "t3.medium", "m5.large"]
+    assert plan.instance_type_order("", ["t3.medium"]) == ["t3.medium"]
+    order = [a.instance_type for a in plan.launch_attempts(plan.instance_type_order("c5.large", ["t3.medium"]), ["s1"])]
+    assert order == ["c5.large", "t3.medium"]

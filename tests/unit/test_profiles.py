@@ -1,5 +1,7 @@
 """Profile model and request validation (pure)."""
 
+import re
+
 import pytest
 
 from hybrid_spawner.profiles import (
@@ -167,3 +169,58 @@ def test_float_range_and_step():
 def test_admin_mistakes_are_reported(raw, message):
     with pytest.raises(ProfileConfigError, match=message):
         parse_profiles(raw)
+
+
+# -- spawn links ---------------------------------------------------------------------------------
+from hybrid_spawner.profiles import query_to_user_options  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"opt-profile": ["slurm-cpu"], "opt-cpus": ["4"]},  # JupyterHub 5 passes the keys as sent
+        {"profile": ["slurm-cpu"], "cpus": ["4"]},  # JupyterHub 6 strips opt-
+        {"profile": ["slurm-cpu"], "opt-slurm-cpu--cpus": ["4"]},  # the form's field names
+        {"opt-profile": ["slurm-cpu"], "slurm-cpu--cpus": ["4"], "next": ["/hub/home"]},
+    ],
+)
+def test_spawn_link_forms_all_name_the_profile_and_its_option(profiles, query):
+    options = query_to_user_options(query)
+    assert options == {"profile": "slurm-cpu", "cpus": "4"}
+    assert resolve(profiles, options, "ada", []).values["cpus"] == 4
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"opt-profile": ["slurm-cpu"], "opt-ec2-small--instance_type": ["t3.large"]}, "belongs to profile 'ec2-small', not to 'slurm-cpu'"),
+        ({"opt-slurm-cpu--cpus": ["2"]}, "no profile is named; add opt-profile=slurm-cpu"),
+        ({"opt-profile": ["slurm-cpu"], "profile": ["ec2-small"]}, "name the same thing"),
+        ({"opt-profile": ["slurm-cpu"], "opt-cpus": ["2", "3"]}, "given 2 times"),
+        ({"opt-profile": ["slurm-cpu"], "opt-cpus": ["2"], "opt-slurm-cpu--cpus": ["3"]}, "given twice"),
+        ({"opt-": ["x"]}, "has no name"),
+    ],
+)
+def test_spawn_link_fields_that_would_be_dropped_are_refused(query, message):
+    with pytest.raises(ProfileRequestError, match=re.escape(message)):
+        query_to_user_options(query)
+
+
+# -- only configurable settings ------------------------------------------------------------------
+SETTABLE = {"ec2": {"instance_type", "instance_types"}, "slurm": {"req_partition", "req_nprocs", "req_memory", "req_runtime", "req_gres"}}
+
+
+@pytest.mark.parametrize(
+    "profile, message",
+    [
+        ({"slug": "a", "backend": "ec2", "overrides": {"node_id": "i-1"}}, "profile 'a' overrides: 'node_id' is not a configurable setting of the ec2 spawner"),
+        ({"slug": "a", "backend": "ec2", "options": {"t": {"trait": "instance_typ", "choices": ["x"]}}},
+         "option 't': 'instance_typ' is not a configurable setting of the ec2 spawner (did you mean instance_type"),
+        ({"slug": "a", "backend": "slurm", "options": {"s": {"choices": {"x": {"overrides": {"job_id": "1"}}}}}},
+         "option 's' choice 'x': 'job_id' is not"),
+    ],
+)
+def test_profiles_may_set_only_configurable_settings(profile, message):
+    with pytest.raises(ProfileConfigError, match=re.escape(message)):
+        parse_profiles([profile], settable=SETTABLE.__getitem__)
+    assert parse_profiles(RAW, settable=SETTABLE.__getitem__)

@@ -70,6 +70,13 @@ class Attempt:
     subnet_id: str | None
 
 
+def instance_type_order(preferred: str, fallbacks) -> list[str]:
+    """``preferred`` (a researcher's pick, when there is one) first, then the fallback list
+    without repeating it."""
+    first = [preferred] if preferred else []
+    return first + [t for t in fallbacks if t != preferred]
+
+
 def launch_attempts(instance_types, subnet_ids) -> Iterator[Attempt]:
     """The order in which to try: each instance type in every subnet, then the next type."""
     subnets = list(subnet_ids) or [None]

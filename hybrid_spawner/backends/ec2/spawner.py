@@ -60,6 +60,14 @@ class EC2Spawner(RemoteSpawner):
         (InsufficientInstanceCapacity) or it is not offered in the zone (Unsupported), the
         next one is tried, in every subnet.""",
     )
+    instance_type = Unicode(
+        "",
+        config=True,
+        help="""Instance type to try first, before instance_types (which then serve as the
+        fallback list). Empty: instance_types alone. This is the setting a profile option lets
+        the researcher choose, e.g. {"instance_type": {"trait": "instance_type", "choices":
+        ["t3.medium", "t3.large"]}}.""",
+    )
     subnet_ids = List(
         Unicode(),
         config=True,
@@ -118,8 +126,11 @@ class EC2Spawner(RemoteSpawner):
         to register botocore event handlers (request tracing, fault injection in tests).""",
     )
 
-    # state beyond the base class
-    instance_type = Unicode(None, allow_none=True)
+    # state beyond the base class (stored as "instance_type")
+    launched_instance_type = Unicode(None, allow_none=True)
+
+    def _instance_types(self) -> list[str]:
+        return plan.instance_type_order(self.instance_type, self.instance_types)
 
     # ------------------------------------------------------------------ clients
     def _client(self, service: str):
@@ -142,7 +153,7 @@ class EC2Spawner(RemoteSpawner):
     async def check_options(self) -> None:
         self._image_id = self._root_device = None
         problems = plan.option_problems(
-            self.region, self.image, self.instance_types, self.subnet_ids, self.security_group_ids
+            self.region, self.image, self._instance_types(), self.subnet_ids, self.security_group_ids
         )
         if not problems and self.region not in await asyncio.to_thread(known_regions):
             problems.append(f"{self.region!r} is not a known AWS region (EC2Spawner.region)")
@@ -183,7 +194,7 @@ class EC2Spawner(RemoteSpawner):
             root_volume_encrypted=self.root_volume_encrypted,
         )
         last_error = None
-        for attempt in plan.launch_attempts(self.instance_types, self.subnet_ids):
+        for attempt in plan.launch_attempts(self._instance_types(), self.subnet_ids):
             request = plan.run_instances_request(spec, attempt, client_token=uuid.uuid4().hex)
             where = f" in {attempt.subnet_id}" if attempt.subnet_id else ""
             self.log.info("%s: RunInstances %s%s", self._log_name, attempt.instance_type, where)
@@ -197,10 +208,10 @@ class EC2Spawner(RemoteSpawner):
                 self.emit(15, f"No {attempt.instance_type} capacity{where} ({code}); trying the next option")
                 continue
             instance = reply["Instances"][0]
-            self.instance_type = instance["InstanceType"]
+            self.launched_instance_type = instance["InstanceType"]
             return instance["InstanceId"]
         raise SpawnFailed(
-            f"Could not start the server: EC2 has no capacity for {', '.join(self.instance_types)} "
+            f"Could not start the server: EC2 has no capacity for {', '.join(self._instance_types())} "
             f"right now ({last_error}). Try again later."
         )
 
@@ -249,7 +260,8 @@ class EC2Spawner(RemoteSpawner):
         return self.image
 
     def describe_node(self) -> str:
-        return f"instance {self.node_id} ({self.instance_type})" if self.instance_type else f"instance {self.node_id}"
+        kind = self.launched_instance_type
+        return f"instance {self.node_id} ({kind})" if kind else f"instance {self.node_id}"
 
     def describe_error(self, error: BaseException) -> str | None:
         context = {
@@ -273,10 +285,10 @@ class EC2Spawner(RemoteSpawner):
 
     # ------------------------------------------------------------------ state
     def backend_state(self) -> dict:
-        return {"instance_type": self.instance_type}
+        return {"instance_type": self.launched_instance_type}
 
     def load_backend_state(self, state: dict) -> None:
-        self.instance_type = state.get("instance_type")
+        self.launched_instance_type = state.get("instance_type")
 
     def clear_backend_state(self) -> None:
-        self.instance_type = None
+        self.launched_instance_type = None
