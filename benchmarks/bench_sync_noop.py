@@ -14,7 +14,6 @@ A is this checkout's command, B the baseline's. Needs `farm-bench` on PATH.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
