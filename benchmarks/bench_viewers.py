@@ -168,7 +168,7 @@ def main() -> None:
         print(f"  {label}: {fmt(result)}", flush=True)
 
     # Idle kernels go after 10 s, so one crowd's kernels do not fill the next crowd's bound.
-    culling = "c.PublisherService.cull_idle_timeout = 10\nc.PublisherService.cull_interval = 5\n"
+    culling = "c.PublisherService.cull_idle_timeout = 10\nc.PublisherService.cull_interval = 5\nc.PublisherService.prerender_wait = 300\n"
     with PublicHost(work / "host", extra_config=culling) as host:
         token = {"Authorization": f"Bearer {host.token_for('bench')}", "Content-Type": "application/json"}
         for name, code in (("report", REPORT), ("widget", WIDGET)):

@@ -22,7 +22,7 @@ import requests
 from simulators.processes import wait_until
 from simulators.voila_host import PUBLISHER_USER, PublicHost
 from tests.fixtures.attacks import BIG_ALLOCATION, FORK_BOMB, STUBBORN_LOOP, parse_marked_json, probe_cell
-from tests.fixtures.publish import LIVE, PLANTED_ENV, PublisherApi, make_notebook
+from tests.fixtures.publish import LIVE, PLANTED_ENV, WAIT_FOR_STATIC_PAGES, PublisherApi, make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,7 @@ def host(tmp_path_factory):
         f"c.PublisherService.kernel_max_processes = {MAX_PROCESSES}\n"
         f"c.PublisherService.kernel_memory_limit = {1024**3}\n"
         f"c.PublisherService.execution_timeout = {EXECUTION_TIMEOUT}\n"
+        + WAIT_FOR_STATIC_PAGES
     )
     h = PublicHost(tmp_path_factory.mktemp("attacked-host"), extra_config=config, env=PLANTED_ENV)
     h.start()
@@ -262,7 +263,7 @@ def _kernel_pids() -> set[int]:
 
 
 def test_viewers_beyond_the_live_kernel_limit_get_a_busy_page_not_a_kernel(tmp_path_factory):
-    h = PublicHost(tmp_path_factory.mktemp("bounded-host"), extra_config="c.PublisherService.max_live_kernels = 2\n")
+    h = PublicHost(tmp_path_factory.mktemp("bounded-host"), extra_config="c.PublisherService.max_live_kernels = 2\n" + WAIT_FOR_STATIC_PAGES)
     with h:
         api = PublisherApi(h)
         api.put("alice", "live", make_notebook(("code", "print('live page')"), metadata=LIVE))

@@ -4,11 +4,14 @@ serves that page to every viewer with no kernel; dashboards that need a kernel s
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import requests
 
-from tests.fixtures.publish import LIVE, make_notebook
+from simulators.processes import wait_until
+from simulators.voila_host import PublicHost
+from tests.fixtures.publish import LIVE, PublisherApi, make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +75,19 @@ def test_dashboards_that_need_a_kernel_stay_live(publisher_api, unique_slug, pub
     assert not (public_host.dashboards_dir.parent / "static" / "alice" / unique_slug / "v000001.html").exists()
     if why == "a failed cell":
         assert "ZeroDivisionError" not in page.text  # tracebacks stay hidden, as Voila is configured
+
+
+def test_a_slow_notebook_does_not_hold_the_publish_button(tmp_path_factory):
+    """The publish answers after prerender_wait at most; viewers get the live page until the
+    static one is made, then the static one."""
+    with PublicHost(tmp_path_factory.mktemp("slow-host"), extra_config="c.PublisherService.prerender_wait = 1\n") as host:
+        api = PublisherApi(host)
+        nb = make_notebook(("code", "import time\ntime.sleep(20)\nprint('slow report')"))
+        started = time.monotonic()
+        assert api.put("alice", "slow", nb).status_code == 201
+        assert time.monotonic() - started < 15  # well before the notebook could have finished
+        static_dir = host.dashboards_dir.parent / "static" / "alice" / "slow"
+        assert not (static_dir / "v000001.html").exists()
+        wait_until(lambda: (static_dir / "v000001.html").exists(), timeout=120, what="the static page")
+        page = api.render("alice", "slow")
+        assert "slow report" in page.text and '"kernelId"' not in page.text

@@ -81,9 +81,10 @@ class PublisherService(Application):
     )
     prerender_timeout = Integer(120, config=True, help="Seconds a whole dashboard may run when rendered into a static page.")
     prerender_wait = Integer(
-        60, config=True,
-        help="How long a publish request waits for the static page before answering (viewers get the live "
-        "page until it is there).",
+        15, config=True,
+        help="How long a publish request waits for the static page before answering; the page is still made "
+        "after that (up to prerender_timeout) and viewers get the live page until it is there. Keep it well "
+        "below the notebook servers' DashboardPublisher.request_timeout (60 s).",
     )
     versions_kept = Integer(3, config=True, help="How many versions of each dashboard to keep on disk, the current one included (at least 1).")
     shared_secret = Unicode(
@@ -233,6 +234,7 @@ class PublisherService(Application):
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
         self._pools_lock = asyncio.Lock()
+        self._background: set[asyncio.Future] = set()  # static pages still rendering
         self._control_token = ""
 
     def render_template(self, name: str, **context) -> str:
@@ -265,7 +267,12 @@ class PublisherService(Application):
 
     async def _after_publish(self, record) -> None:
         if self.static_pages:
-            await self.render_static_page(record)
+            # In the background: a slow notebook must not hold the researcher's Publish button.
+            # asyncio.wait, not wait_for: the answer goes out, the rendering goes on.
+            rendering = asyncio.ensure_future(self.render_static_page(record))
+            self._background.add(rendering)
+            rendering.add_done_callback(self._background.discard)
+            await asyncio.wait([rendering], timeout=self.prerender_wait)
         if self.preheating:
             # Answer once the new version is pre-rendered, so the URL handed back opens at once.
             await self.sync_pools(wait=self.preheat_wait)
@@ -274,7 +281,7 @@ class PublisherService(Application):
         """Ask Voila to run the new version once in the sandbox; keep the page if it needs no kernel."""
         url = f"http://{self.voila_ip}:{self.voila_port}{self.voila_base_url}_publisher/prerender"
         body = json.dumps({"notebook": record.notebook, "title": record.title})
-        request = HTTPRequest(url, method="POST", body=body, request_timeout=min(self.prerender_wait, self.prerender_timeout + 30),
+        request = HTTPRequest(url, method="POST", body=body, request_timeout=self.prerender_timeout + 30,
                               headers={"Authorization": f"Bearer {self._control_token}", "Content-Type": "application/json"})
         try:
             answer = json.loads((await AsyncHTTPClient().fetch(request)).body)
