@@ -92,7 +92,10 @@ c.EC2Spawner.environment = {
 }
 
 # -- idle servers cost money: cull them -----------------------------------------------------------
-# pip install jupyterhub-idle-culler
-# c.JupyterHub.services = [{"name": "idle-culler", "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=3600"]}]
-# c.JupyterHub.load_roles = [{"name": "idle-culler", "services": ["idle-culler"],
-#                             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}]
+# jupyterhub-idle-culler (pip install 'jupyter-hybrid-cloud[culler]') as a hub service with only the
+# scopes it needs; a kernel that is computing and printing counts as activity (docs/profiles.md).
+from hybrid_spawner.culler import idle_culler
+
+_culler, _culler_role = idle_culler(timeout=3600, cull_every=300)
+c.JupyterHub.services.append(_culler)
+c.JupyterHub.load_roles.append(_culler_role)

@@ -81,3 +81,10 @@ c.OpenStackSpawner.environment = {
     "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
     "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
 }
+
+# -- idle servers cost money: cull them (pip install 'jupyter-hybrid-cloud[culler]') ---------------
+from hybrid_spawner.culler import idle_culler
+
+_culler, _culler_role = idle_culler(timeout=3600, cull_every=300)
+c.JupyterHub.services.append(_culler)
+c.JupyterHub.load_roles.append(_culler_role)

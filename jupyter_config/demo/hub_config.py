@@ -89,6 +89,12 @@ import os, pathlib, shutil
 from voila_publisher.tokens import derive_publish_token
 
 c.JupyterHub.spawner_class = "hybrid"
+
+# Idle servers cost money: jupyterhub-idle-culler stops one after an hour without activity.
+from hybrid_spawner.culler import idle_culler
+_culler, _culler_role = idle_culler(timeout=3600, cull_every=300)
+c.JupyterHub.services.append(_culler)
+c.JupyterHub.load_roles.append(_culler_role)
 c.HybridSpawner.profiles = {profiles_for(s)!r}
 
 c.EC2Spawner.region = {s.region!r}
