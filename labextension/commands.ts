@@ -15,6 +15,7 @@ import { IPublishChoice, PublishOptions, VersionChoice } from './publishDialog';
 import { progressMessage } from './messages';
 import { Availability, HybridModel } from './model';
 import {
+  notifyFailure,
   openInNewTab,
   publishWithNotification,
   runJobWithNotification
@@ -294,10 +295,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
       try {
         versions = await model.versions(dashboard);
       } catch (error) {
-        Notification.error(
-          `Could not list the versions of “${title}”: ${error instanceof Error ? error.message : error}`,
-          { autoClose: false }
-        );
+        notifyFailure(`Could not list the versions of “${title}”`, error);
         return;
       }
       const result = await showDialog({
@@ -324,10 +322,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
           }
         );
       } catch (error) {
-        Notification.error(
-          `Could not roll back “${title}”: ${error instanceof Error ? error.message : error}`,
-          { autoClose: false }
-        );
+        notifyFailure(`Could not roll back “${title}”`, error);
       }
     }
   });
@@ -359,10 +354,7 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
       try {
         await model.unpublish(dashboard);
       } catch (error) {
-        Notification.error(
-          `Could not unpublish “${title}”: ${error instanceof Error ? error.message : error}`,
-          { autoClose: false }
-        );
+        notifyFailure(`Could not unpublish “${title}”`, error);
         return;
       }
       Notification.success(`“${title}” is no longer published.`, { autoClose: 5000 });

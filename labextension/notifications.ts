@@ -40,8 +40,13 @@ async function settle(id: string, emittedAt: number, final: FinalState): Promise
   setTimeout(() => Notification.update({ id, ...final }), RESAY_MS);
 }
 
-function errorText(error: unknown): string {
+export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** A failure the person must read: stays until dismissed. */
+export function notifyFailure(what: string, error: unknown): void {
+  Notification.error(`${what}: ${errorText(error)}`, { autoClose: false });
 }
 
 /**

@@ -91,3 +91,13 @@ def test_a_slow_notebook_does_not_hold_the_publish_button(tmp_path_factory):
         wait_until(lambda: (static_dir / "v000001.html").exists(), timeout=120, what="the static page")
         page = api.render("alice", "slow")
         assert "slow report" in page.text and '"kernelId"' not in page.text
+
+
+def test_the_control_endpoints_answer_only_their_own_methods_and_only_the_token(public_host):
+    base = f"http://127.0.0.1:{public_host.publisher.voila_port}/dashboards/_voila/_publisher/prerender"
+    token = public_host.publisher.control_token_file.read_text().strip()
+    assert requests.post(base, json={"notebook": "x/y/v000001/y.ipynb"}, timeout=30).status_code == 403  # no token
+    # The pre-render endpoint is not the pools endpoint: a PUT there changes no pool.
+    assert requests.put(base, data=b"[]", headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 405
+    bad = requests.post(base, json={"notebook": "../../etc/passwd.ipynb"}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert bad.status_code == 400

@@ -35,7 +35,9 @@ from voila_publisher.host.sandbox_kernel import SandboxKernelManager
 from voila_publisher.host.store import is_version_dir
 
 
-class PoolsHandler(web.RequestHandler):
+class ControlHandler(web.RequestHandler):
+    """The publisher's private endpoints: only requests carrying the control token."""
+
     def initialize(self, app: "PublisherVoila"):
         self.app = app
 
@@ -48,6 +50,8 @@ class PoolsHandler(web.RequestHandler):
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise web.HTTPError(403)
 
+
+class PoolsHandler(ControlHandler):
     def get(self):
         km = self.app.kernel_manager
         self.finish({"pools": {path: len(pool) for path, pool in km._pools.items() if pool}})
@@ -63,7 +67,7 @@ class PoolsHandler(web.RequestHandler):
         self.finish({"started": sorted(started), "stopped": sorted(stopped)})
 
 
-class PrerenderHandler(PoolsHandler):
+class PrerenderHandler(ControlHandler):
     """``POST {base_url}_publisher/prerender`` with ``{"notebook": "owner/slug/v000007/slug.ipynb"}``:
     run that version once in the sandbox and answer ``{"html": ...}`` or ``{"html": null, "reason": ...}``
     (see voila_publisher.host.prerender)."""
