@@ -157,7 +157,10 @@ class DemoStack:
         }
         self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
         # Written last: tools (and the browser test) wait for this file.
-        (d / "demo.json").write_text(json.dumps(self.urls, indent=1))
+        # Whole or not at all (a rename): a tool that sees the file must never read it half-written.
+        partial = d / ".demo.json.partial"
+        partial.write_text(json.dumps(self.urls, indent=1))
+        os.replace(partial, d / "demo.json")
 
     @staticmethod
     def _start_bucket(s3: SeaweedS3) -> None:
