@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def test_the_template_is_cfn_lint_clean():
     linter = Path(sys.executable).parent / "cfn-lint"
-    result = subprocess.run([str(linter), "--format", "parseable", str(TEMPLATE)], capture_output=True, text=True)
+    result = subprocess.run([str(linter), "--format", "parseable", str(TEMPLATE)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -58,7 +58,7 @@ def test_the_deployed_stack_is_the_reference_topology(topology_stack):
     # the bucket through the gateway endpoint.
     tables = topology_stack.route_tables()
     by_subnet = {a["SubnetId"]: t for t in tables for a in t["Associations"] if a.get("SubnetId")}
-    defaults = {s: [r for r in t["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"][0]
+    defaults = {s: next(r for r in t["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0")
                 for s, t in by_subnet.items()}
     assert set(defaults) == {out["PublicSubnetId"], out["DmzSubnetId"], out["ResearchSubnetId"]}
     assert defaults[out["PublicSubnetId"]]["GatewayId"].startswith("igw-")
@@ -115,7 +115,7 @@ def test_the_roles_grant_what_the_design_says(topology_stack):
 def run_stack_config(endpoint: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **MOTO_CREDENTIALS}
     return subprocess.run([sys.executable, "-m", "hybrid_spawner.stack_config", "--region", REGION,
-                           "--endpoint-url", endpoint, *args], capture_output=True, text=True, env=env, timeout=60)
+                           "--endpoint-url", endpoint, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
 def test_a_hub_configured_from_the_stack_spawns_into_it(topology_stack, tmp_path):

@@ -3,7 +3,11 @@
 import pytest
 from traitlets.config import Config, PyFileConfigLoader
 
-from hybrid_spawner.stack_config import REQUIRED_OUTPUTS, StackConfigError, render_hub_config
+from hybrid_spawner.stack_config import (
+    REQUIRED_OUTPUTS,
+    StackConfigError,
+    render_hub_config,
+)
 
 OUTPUTS = {
     "HubId": "research-hub",
