@@ -27,16 +27,19 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Float, Integer, Type, Unicode
 
+from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
 from hybrid_spawner.bootstrap import script as boot_script
 from hybrid_spawner.bootstrap.handlers import register_hub_handlers
-from hybrid_spawner._version import __version__
 from hybrid_spawner.bucket_credentials import CredentialIssuer, IssueFailed
+from hybrid_spawner.incidents.handlers import register_incident_handlers
+from hybrid_spawner.incidents.store import IncidentStore
 from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
 
 # Every hybrid spawner imports this module: the hub gets the node endpoints as soon as its
 # configuration names one (see hybrid_spawner.bootstrap.handlers).
 register_hub_handlers()
+register_incident_handlers()
 
 
 # One issuer per class in this hub process (see RemoteSpawner._issuer).
@@ -213,7 +216,7 @@ class RemoteSpawner(Spawner):
             self._event_signal.clear()
             try:
                 await asyncio.wait_for(self._event_signal.wait(), 1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ------------------------------------------------------------------ lifecycle
@@ -227,6 +230,11 @@ class RemoteSpawner(Spawner):
 
     async def start(self):
         self._events = []
+        held = await asyncio.to_thread(IncidentStore(config=self.config, log=self.log).open_for, self.user.name)
+        if held:  # a quarantined user starts nothing until an admin releases the incident
+            raise SpawnFailed(
+                f"Your servers are on hold for a security review (incident {held['id']}). "
+                "Contact the hub's administrators.", status=403)
         if self.last_stop_message:
             self.emit(0, f"Your previous server stopped: {self.last_stop_message}")
             self.last_stop_message = ""
@@ -333,7 +341,7 @@ class RemoteSpawner(Spawner):
         remaining = deadline - time.monotonic()
         try:
             return await asyncio.wait_for(awaitable, max(0.1, remaining))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SpawnFailed(
                 f"Timed out after {self.start_timeout:.0f} s waiting for {what}; "
                 f"{self.describe_node()} has been terminated."
