@@ -61,7 +61,7 @@ def dump_servers(req: Request) -> Response:
                     "tags": s.tags, "user_data": s.user_data, "ips": ips, "deleting": s.deleted_at is not None,
                     "flavor": s.flavor["name"], "image_id": s.image_id, "key_name": s.key_name,
                     "availability_zone": s.availability_zone, "security_groups": s.security_groups,
-                    "block_device_mapping": s.block_device_mapping})
+                    "block_device_mapping": s.block_device_mapping, "locked": s.locked})
     return json_response(200, {"servers": out})
 
 

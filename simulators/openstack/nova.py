@@ -175,7 +175,7 @@ def server_view(req: Request, s: Server, detail: bool = True) -> dict:
             view["fault"]["details"] = "Traceback (most recent call last): ... nova.exception.NoValidHost"
     mv = req.microversion
     if mv >= (2, 9):
-        view["locked"] = False
+        view["locked"] = s.locked
     if mv >= (2, 19):
         view["description"] = None
     if mv >= (2, 26):
@@ -185,7 +185,7 @@ def server_view(req: Request, s: Server, detail: bool = True) -> dict:
     if mv >= (2, 71):
         view["server_groups"] = []
     if mv >= (2, 73):
-        view["locked_reason"] = None
+        view["locked_reason"] = s.locked_reason
     if mv >= (2, 96):
         view["pinned_availability_zone"] = None
     if is_admin(req):
@@ -267,6 +267,9 @@ def show_server(req: Request) -> Response:
 
 
 def delete_server(req: Request) -> Response:
+    server = req.cloud.get_server(req.match["id"])
+    if server is not None and server.locked and not is_admin(req):
+        return fault(409, f"Instance {server.id} is locked")
     if not req.cloud.delete_server(req.match["id"]):
         return fault(404, f"Instance {req.match['id']} could not be found.")
     return Response(204)

@@ -74,6 +74,8 @@ class Server:
     fault: str | None = None  # set when the scheduler "fails" this server
     deleted_at: float | None = None
     updated: float = 0.0
+    locked: bool = False  # a locked server refuses actions and deletion from non-admins
+    locked_reason: str | None = None
 
 
 @dataclass
