@@ -105,7 +105,19 @@ def test_the_roles_grant_what_the_design_says(topology_stack):
     assert statements["TagOnlyWhileLaunching"]["Condition"]["StringEquals"] == {"ec2:CreateAction": "RunInstances"}
     end = statements["EndOnlyThisHubsNodes"]
     assert end["Condition"]["StringEquals"] == {f"ec2:ResourceTag/{TAG_HUB}": topology_stack.hub_id}
-    assert "ec2:*" not in str(statements) and "s3:" not in str(statements)
+    actions = {a for st in statements.values() for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert not [a for a in actions if a.endswith("*")], actions
+    # S3: only the purge's version listing and deletion, under users/ only.
+    s3 = [st for st in statements.values() if "s3:" in str(st["Action"])]
+    assert {a for st in s3 for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])} == {
+        "s3:ListBucketVersions", "s3:DeleteObjectVersion"}
+    assert all("users/" in str(st.get("Condition", "")) + str(st["Resource"]) for st in s3)
+    # Every statement that changes an instance is bound to this hub's tag (or to the launch).
+    for sid, st in statements.items():
+        resources = str(st["Resource"])
+        if "instance/*" in resources and not sid.startswith("Describe"):
+            condition = str(st.get("Condition", ""))
+            assert topology_stack.hub_id in condition or "RunInstances" in condition, sid
     # The hub may assume the node-data role and nothing else; the node-data role's ceiling is users/.
     data_role = topology_stack.role_name("NodeDataRole")
     trust = iam.get_role(RoleName=data_role)["Role"]["AssumeRolePolicyDocument"]["Statement"][0]
