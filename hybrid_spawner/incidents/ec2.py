@@ -49,8 +49,10 @@ async def isolate(spawner, node_id: str, incident_id: str, record) -> None:
     group, created = await _quarantine_group(spawner, instance["VpcId"])
     if created:
         record(f"created the quarantine security group {group} (no rules in or out)")
+    before = {g["GroupId"] for g in instance.get("SecurityGroups", [])}
+    before |= {g["GroupId"] for eni in instance.get("NetworkInterfaces", []) for g in eni.get("Groups", [])}
     await spawner._call("ec2", "modify_instance_attribute", InstanceId=node_id, Groups=[group])
-    record(f"moved {node_id} into {group} (was {', '.join(g['GroupId'] for g in instance.get('SecurityGroups', [])) or 'none'})")
+    record(f"moved {node_id} into {group} (was {', '.join(sorted(before)) or 'none'})")
 
     associations = await spawner._call("ec2", "describe_iam_instance_profile_associations",
                                        Filters=[{"Name": "instance-id", "Values": [node_id]}])

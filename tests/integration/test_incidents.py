@@ -5,68 +5,22 @@ dashboards) with a dry run; and every refusal (scope, unknown names, running ser
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 import requests
 
 from hybrid_spawner.backends.ec2.plan import TAG_HUB, TAG_OWNER
 from hybrid_spawner.incidents.ec2 import TAG_INCIDENT, quarantine_group_name
-from simulators.ec2sim import aws_client
 from simulators.processes import wait_until
-from tests.fixtures.ec2 import start_ec2_world, stop_ec2_world
+from tests.fixtures.incidents import spawn_ready
 from tests.fixtures.publish import make_notebook
 from tests.integration.test_ec2_spawn import login
 
 pytestmark = pytest.mark.integration
 
-PURGE_CONFIG = """
-c.IncidentStore.path = "incidents.json"
-c.UserDataPurge.bucket = {bucket!r}
-c.UserDataPurge.s3_endpoint_url = {endpoint!r}
-c.UserDataPurge.ec2_region = "us-east-1"
-c.UserDataPurge.ec2_endpoint_url = {endpoint!r}
-c.UserDataPurge.hub_id = "{{hub_id}}"
-c.UserDataPurge.publisher_url = {publisher!r}
-c.UserDataPurge.publisher_secret_file = {secret_file!r}
-# Operators with less than the unfiltered admin scopes the incident endpoints need.
-c.JupyterHub.load_roles.extend([
-    {{"name": "reader", "scopes": ["read:users"], "users": ["ops-reader"]}},
-    {{"name": "trudy-servers", "scopes": ["admin:servers!user=trudy"], "users": ["ops-trudy"]}},
-    {{"name": "servers-only", "scopes": ["admin:servers"], "users": ["ops-servers"]}},
-])
-"""
-
-
 @pytest.fixture(scope="module")
-def world(moto_server, public_host, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("incidents")
-    bucket = f"notebooks-{secrets.token_hex(4)}"
-    s3 = aws_client("s3", moto_server.url)
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    secret_file = directory / "publisher-secret"
-    secret_file.write_text(public_host.secret)
-    config = PURGE_CONFIG.format(bucket=bucket, endpoint=moto_server.url, publisher=public_host.api_url,
-                                 secret_file=str(secret_file))
-    iam = aws_client("iam", moto_server.url)
-    profile = f"node-{secrets.token_hex(3)}"
-    iam.create_instance_profile(InstanceProfileName=profile)
-    w = start_ec2_world(moto_server, directory, extra_config=config)
-    w.bucket, w.profile, w.s3 = bucket, profile, s3
-    yield w
-    # Quarantined nodes are termination-protected: lift it so the world can end them.
-    for instance in w.live_instances():
-        w.ec2.modify_instance_attribute(InstanceId=instance["InstanceId"], DisableApiTermination={"Value": False})
-    stop_ec2_world(w)
-
-
-def spawn_ready(world, user: str) -> dict:
-    world.hub.ensure_user(user)
-    world.hub.spawn(user)
-    world.hub.wait_ready(user, timeout=120)
-    (instance,) = world.live_instances(user)
-    return instance
+def world(incident_world):
+    return incident_world
 
 
 def token_with(world, user: str, scopes: list[str]) -> str:
@@ -96,6 +50,7 @@ def test_quarantine_isolates_and_keeps_the_node_and_holds_the_user_until_release
     (kept,) = [i for r in world.ec2.describe_instances(InstanceIds=[node])["Reservations"] for i in r["Instances"]]
     assert kept["State"]["Name"] == "running"
     (group,) = [g["GroupId"] for g in attribute(world, node, "groupSet")["Groups"]]
+    assert f"(was {world.sg})" in " ".join(incident["actions"])
     described = world.ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
     assert described["GroupName"] == quarantine_group_name(world.hub_id)
     assert described["IpPermissions"] == [] and described["IpPermissionsEgress"] == []
