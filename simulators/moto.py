@@ -18,7 +18,8 @@ class MotoServer(ManagedProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
             "moto",
-            [venv_bin_dir() / "moto_server", "-H", "127.0.0.1", "-p", self.port],
+            # moto's server with RunInstances idempotent on ClientToken, as AWS is (simulators/moto_server.py)
+            [venv_bin_dir() / "python", "-m", "simulators.moto_server", "-H", "127.0.0.1", "-p", self.port],
             log_dir=log_dir,
             env=child_env(MOTO_CREDENTIALS),
             ready=http_ok(f"{self.url}/moto-api/"),

@@ -23,6 +23,7 @@ from hybrid_spawner.backends.ec2.client import aws_client, known_regions
 from hybrid_spawner.backends.ec2.status import EC2StatusCache
 from hybrid_spawner.remote import RemoteSpawner, SpawnFailed
 
+
 class EC2Spawner(RemoteSpawner):
     """Spawn each server on a private EC2 instance (RunInstances with a bootstrap user-data)."""
 
@@ -137,9 +138,18 @@ class EC2Spawner(RemoteSpawner):
         return aws_client(service, self.region, self.endpoint_url, self.client_customizer)
 
     async def _call(self, service: str, method: str, **kwargs):
-        """One AWS call in a worker thread (never on the hub's event loop)."""
+        """One AWS call in a worker thread (never on the hub's event loop). A read whose answer
+        arrives garbled (cut off by a proxy or a reset) is simply asked again; botocore's own
+        retries cover throttling, 5xx and lost connections, not answers it cannot parse."""
         client = await asyncio.to_thread(self._client, service)
-        return await asyncio.to_thread(getattr(client, method), **kwargs)
+        reads = method.startswith(("describe_", "get_"))
+        for attempt in range(3 if reads else 1):
+            try:
+                return await asyncio.to_thread(getattr(client, method), **kwargs)
+            except ResponseParserError:
+                if attempt == 2 or not reads:
+                    raise
+                await asyncio.sleep(0.25 * 2**attempt)
 
     def status_cache(self) -> EC2StatusCache:
         return EC2StatusCache.shared(
