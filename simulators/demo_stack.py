@@ -15,15 +15,19 @@ from pathlib import Path
 
 import nbformat
 
+from jupyter_config.demo.hub_config import DemoHubSettings, hub_config, profiles_for
 from simulators.ec2sim import make_network
 from simulators.hub import LocalHub
-from simulators.noderunner_openstack import NovaNodeRunnerProcess
 from simulators.moto import MOTO_CREDENTIALS, MotoServer
 from simulators.noderunner import NodeRunnerProcess
+from simulators.noderunner_openstack import NovaNodeRunnerProcess
 from simulators.processes import venv_bin_dir
-from simulators.seaweedfs import ADMIN_CREDENTIALS, NODE_DATA_ROLE_ARN, REGION, SeaweedS3
-
-from jupyter_config.demo.hub_config import DemoHubSettings, hub_config, profiles_for
+from simulators.seaweedfs import (
+    ADMIN_CREDENTIALS,
+    NODE_DATA_ROLE_ARN,
+    REGION,
+    SeaweedS3,
+)
 
 BUCKET = "notebooks"
 AMI_PARAMETER = "/hybrid/demo/jupyter-node-ami"
@@ -95,11 +99,15 @@ class DemoStack:
     directory: Path
     with_slurm: bool = True
     with_openstack: bool = True
+    # A fault proxy (simulators/fault_proxy.py) between the hub and EC2/SSM, and between the
+    # nodes and the bucket: the soak (benchmarks/soak.py) turns faults on and off through them.
+    with_fault_proxies: bool = False
+    proxies: dict = field(default_factory=dict)
     urls: dict = field(default_factory=dict)
     # Groups of stop functions, in start order; a group's parts stop side by side.
     _stops: list = field(default_factory=list)
 
-    def start(self) -> "DemoStack":
+    def start(self) -> DemoStack:
         try:
             self._start()
         except BaseException:
@@ -155,7 +163,8 @@ class DemoStack:
             "profiles": [p["slug"] for p in profiles_for(settings)],
             "directory": str(d),
         }
-        self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
+        self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub,
+                      "openstack": getattr(self, "_openstack_fake", None), "slurm": getattr(self, "_slurm_cluster", None)}
         # Written last: tools (and the browser test) wait for this file.
         # Whole or not at all (a rename): a tool that sees the file must never read it half-written.
         partial = d / ".demo.json.partial"
@@ -171,7 +180,14 @@ class DemoStack:
         """The private network on moto, the node runners, Slurm, and the hub (in this order)."""
         d = self.directory
         network = make_network(moto.url, ami_parameter=AMI_PARAMETER)
-        hub_id = f"demo-{secrets.token_hex(3)}"
+        hub_id = self.hub_id = f"demo-{secrets.token_hex(3)}"
+        ec2_url, s3_url = moto.url, s3.url
+        if self.with_fault_proxies:
+            from simulators.fault_proxy import FaultProxy
+
+            self.proxies = {"ec2": FaultProxy(moto.url).start(), "s3": FaultProxy(s3.url).start()}
+            self._compute.extend(p.stop for p in self.proxies.values())
+            ec2_url, s3_url = self.proxies["ec2"].url, self.proxies["s3"].url
 
         # As root, simulated nodes run notebook code as the researcher's account (a real node
         # is another machine; this one shares the hub's disk), and their servers refuse root.
@@ -202,7 +218,7 @@ class DemoStack:
         homes.mkdir(exist_ok=True)
         os.chmod(homes, 0o755)
         settings = DemoHubSettings(
-            moto_url=moto.url,
+            moto_url=ec2_url,
             region=REGION,
             hub_id=hub_id,
             ami_parameter=AMI_PARAMETER,
@@ -221,7 +237,7 @@ class DemoStack:
                 "HYBRID_S3_REGION": REGION,
                 **publisher_env,
             },
-            bucket_credentials={"bucket": BUCKET, "url": s3.url, "role_arn": NODE_DATA_ROLE_ARN, "profile": HUB_STS_PROFILE},
+            bucket_credentials={"bucket": BUCKET, "url": s3_url, "role_arn": NODE_DATA_ROLE_ARN, "profile": HUB_STS_PROFILE},
             slurm=slurm_env is not None,
             openstack_clouds_yaml=clouds_yaml or "",
             node_user=node_user,
@@ -251,6 +267,7 @@ class DemoStack:
             say(f"no Slurm profile: the local cluster did not start ({e})")
             return None
         self._compute.append(cluster.stop)
+        self._slurm_cluster = cluster
         return {"SLURM_CONF": str(cluster.conf_path)}
 
     def _maybe_start_openstack(self, hub_id: str) -> str | None:
@@ -268,6 +285,7 @@ class DemoStack:
             say(f"no OpenStack profile: the fake did not start ({e})")
             return None
         self._compute.append(fake.stop)
+        self._openstack_fake = fake
         clouds_yaml = fake.write_clouds_yaml(base / "clouds.yaml")
         runner = NovaNodeRunnerProcess(
             base / "nodes", clouds_yaml=clouds_yaml, hub_id=hub_id, log_dir=base, allow_root=not self._node_user
