@@ -93,6 +93,12 @@ class PublisherService(Application):
         "(voila_publisher.tokens). Prefer shared_secret_file or the HYBRID_PUBLISHER_SECRET environment variable.",
     )
     shared_secret_file = Unicode("", config=True, help="File holding the shared secret (mode 0600, owned by this service's user).")
+    previous_secret_files = List(
+        Unicode(), config=True,
+        help="Files holding earlier shared secrets whose tokens are still accepted, for a rotation that breaks no "
+        "running server: servers started before the hub got the new secret keep publishing with their old "
+        "token. Remove a file once no server from before its rotation runs (docs/operations.md).",
+    )
     public_url = Unicode(
         "", config=True,
         help="Public base URL viewers use (https://dashboards.example.org); dashboard URLs in API answers start with it. "
@@ -230,6 +236,17 @@ class PublisherService(Application):
         if len(self._secret.encode()) < 16:
             self.log.critical("no shared secret (>= 16 bytes): set PublisherService.shared_secret_file or HYBRID_PUBLISHER_SECRET")
             self.exit(2)
+        self._previous_secrets = []
+        for path in self.previous_secret_files:
+            try:
+                previous = Path(path).read_text().strip()
+            except OSError as e:
+                self.log.critical("PublisherService.previous_secret_files: cannot read %s (%s)", path, e.strerror or e)
+                self.exit(2)
+            if len(previous.encode()) < 16:
+                self.log.critical("PublisherService.previous_secret_files: %s holds no secret of at least 16 bytes", path)
+                self.exit(2)
+            self._previous_secrets.append(previous)
         self.store = DashboardStore(self.dashboards_dir, self.versions_kept, self.prune_grace, static_root=self.static_pages_dir)
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
@@ -253,6 +270,7 @@ class PublisherService(Application):
             after_publish=self._after_publish,
             after_unpublish=self.pools_changed,
             voila_serving=self.voila_serving,
+            previous_secrets=tuple(self._previous_secrets),
         )
 
     @property
