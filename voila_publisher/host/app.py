@@ -182,6 +182,13 @@ class PublisherService(Application):
         help="Print the Voila command line this configuration means and exit: the ExecStart of a Voila unit of its own "
         "(start_voila=False), so Voila runs as an account that is not this service's.",
     )
+    exec_voila = Bool(
+        False, config=True,
+        help="Become Voila, with the command line this configuration means, instead of starting the service: the "
+        "ExecStart of Voila's own unit (jupyter_config/systemd/voila-dashboards.service), run as Voila's account, "
+        "so the unit never holds a copy of the command line that could drift from this configuration. Needs "
+        "control_token_file when static_pages or preheat_kernels is on (both processes read that token).",
+    )
 
     classes = []
     aliases = {
@@ -194,6 +201,7 @@ class PublisherService(Application):
     }
     flags = {
         "print-voila-command": ({"PublisherService": {"print_voila_command": True}}, "Print Voila's command line and exit."),
+        "exec-voila": ({"PublisherService": {"exec_voila": True}}, "Run Voila (as this process) with the command line of this configuration."),
         "allow-root": ({"PublisherService": {"allow_root": True}}, "Start even as root (development only)."),
     }
 
@@ -222,6 +230,8 @@ class PublisherService(Application):
         if self.print_voila_command:
             print(" ".join(shlex.quote(a) for a in self.voila_command()))
             self.exit(0)
+        if self.exec_voila:
+            self._exec_voila()
         if os.geteuid() == 0 and not self.allow_root:
             self.log.critical(
                 "refusing to run as root: published notebooks run on this host. Run voila-publisher as its own "
@@ -360,6 +370,21 @@ class PublisherService(Application):
             prerender_timeout=self.prerender_timeout,
             max_live_kernels=self.max_live_kernels,
         )
+
+    def _exec_voila(self):
+        """Replace this process with Voila (its own unit, its own account); never returns."""
+        if self.uses_control_token and not self.control_token_file:
+            self.log.critical(
+                "--exec-voila: set PublisherService.control_token_file (a file both accounts read): with static_pages "
+                "or preheat_kernels the publisher and Voila share that token"
+            )
+            self.exit(2)
+        if os.geteuid() == 0 and not self.allow_root:
+            self.log.critical("refusing to run Voila as root: published notebooks run in it. Use the voila account.")
+            self.exit(2)
+        argv = self.voila_command()
+        os.chdir(self.dashboards_dir)
+        os.execve(argv[0], argv, kernel_environment(os.environ, self.voila_env))
 
     async def _start_voila(self):
         argv = self.voila_command()
