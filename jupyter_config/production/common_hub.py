@@ -39,7 +39,8 @@ c.JupyterHub.active_server_limit = 200  # CHANGE ME: what the budget allows
 # -- state --------------------------------------------------------------------------------------
 # PostgreSQL on the hub host, reached over its Unix socket with peer authentication: the
 # `jupyterhub` account is the `jupyterhub` role, no password anywhere (docs/deployment.md).
-c.JupyterHub.db_url = "postgresql://jupyterhub@/jupyterhub?host=/run/postgresql"
+# psycopg2 named explicitly: SQLAlchemy 2.1 defaults postgresql:// to psycopg 3.
+c.JupyterHub.db_url = "postgresql+psycopg2://jupyterhub@/jupyterhub?host=/run/postgresql"
 # Written on first start; StateDirectory=jupyterhub of the unit (0700, the hub's account).
 c.JupyterHub.cookie_secret_file = "/var/lib/jupyterhub/jupyterhub_cookie_secret"
 # An upgrade that changes the schema stops with a message instead of migrating unasked:

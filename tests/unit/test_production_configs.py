@@ -63,7 +63,7 @@ def test_both_shapes_share_one_common_part():
     hub = {k: v for k, v in aws.JupyterHub.items() if k not in ("spawner_class", "services", "load_roles")}
     assert hub == {k: v for k, v in hybrid.JupyterHub.items() if k in hub}
     assert aws.RemoteSpawner.publisher_secret_file == "/etc/jupyterhub/publisher_secret"
-    assert aws.JupyterHub.db_url.startswith("postgresql://")
+    assert aws.JupyterHub.db_url.startswith("postgresql+psycopg2://")
     assert aws.JupyterHub.cleanup_servers is False
     # Each service once, with its role.
     names = [s["name"] for s in aws.JupyterHub.services.get_value([])]
