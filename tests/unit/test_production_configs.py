@@ -18,11 +18,14 @@ from hybrid_spawner.spawner import HybridSpawner
 from tests.fixtures.configurables import project_configurables
 
 PRODUCTION = Path(__file__).resolve().parents[2] / "jupyter_config" / "production"
-HUB_CONFIGS = ("jupyterhub_config_aws.py", "jupyterhub_config_hybrid.py")
+HUB_CONFIGS = ("jupyterhub_config_aws.py", "jupyterhub_config_hybrid.py",
+               # The commented examples the README points at: held to the same rule.
+               "../jupyterhub_config.py", "../jupyterhub_config_openstack.py")
 
 
 def load(name: str):
-    return PyFileConfigLoader(name, path=str(PRODUCTION)).load_config()
+    path = (PRODUCTION / name).resolve()
+    return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
 
 
 def known_classes() -> dict[str, type]:
@@ -34,6 +37,8 @@ def known_classes() -> dict[str, type]:
 @pytest.mark.parametrize("name", HUB_CONFIGS)
 def test_every_option_set_is_a_real_trait_with_an_accepted_value(name):
     config = load(name)
+    # No spawner-specific `environment` that would replace c.Spawner.environment (issue 18).
+    assert all("environment" not in config[s] for s in ("EC2Spawner", "OpenStackSpawner", "SlurmSpawner") if s in config)
     classes = known_classes()
     unknown_sections = sorted(set(config) - set(classes))
     assert not unknown_sections, f"{name} configures classes the hub does not have: {unknown_sections}"
