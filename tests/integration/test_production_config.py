@@ -15,6 +15,7 @@ import os
 import secrets
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,21 @@ def production_hub(request, moto_server, tmp_path_factory):
     database.stop()
 
 
+def drain(hub, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(venv_bin_dir() / "python"), "-m", "hybrid_spawner.drain", f"--hub-url={hub.url}", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**child_env(), "JUPYTERHUB_API_TOKEN": hub.admin_token})
+
+
+def test_drain_refuses_without_a_token_or_a_hub(production_hub):
+    no_token = subprocess.run([str(venv_bin_dir() / "python"), "-m", "hybrid_spawner.drain"], capture_output=True,
+                              text=True, timeout=60, env={k: v for k, v in child_env().items() if k != "JUPYTERHUB_API_TOKEN"})
+    assert no_token.returncode == 2 and "JUPYTERHUB_API_TOKEN" in no_token.stderr
+    wrong = subprocess.run([str(venv_bin_dir() / "python"), "-m", "hybrid_spawner.drain", "--hub-url=http://127.0.0.1:9"],
+                           capture_output=True, text=True, timeout=60, env={**child_env(), "JUPYTERHUB_API_TOKEN": "x"})
+    assert wrong.returncode == 2 and "cannot ask the hub" in wrong.stderr
+
+
 def process_env(pid: int, name: str) -> str | None:
     """``name`` in the environment of ``pid`` or any of its descendants."""
     stack = [pid]
@@ -171,7 +187,14 @@ def test_a_spawn_gets_the_publish_settings_despite_a_replaced_environment(produc
     hub, secret = production_hub["hub"], production_hub["secret"]
     status, body = hub.spawn("grace")
     assert status in (201, 202), body
+    if status == 202:  # still starting: a restart now could lose the node, and drain says so
+        early = drain(hub, "--timeout=0")
+        assert early.returncode in (0, 1), early.stderr
+        if early.returncode == 1:
+            assert "grace/ (spawn)" in early.stderr
     hub.wait_ready("grace", timeout=120)
+    done = drain(hub, "--timeout=30", "--interval=0.5")
+    assert done.returncode == 0 and "no spawn or stop in flight" in done.stdout, done.stderr
     instances = production_hub["ec2"].describe_instances(Filters=[
         {"Name": "tag:jupyterhub/hub-id", "Values": [production_hub["hub_id"]]},
         {"Name": "tag:jupyterhub/owner", "Values": ["grace"]}, {"Name": "instance-state-name", "Values": ["running"]}])
