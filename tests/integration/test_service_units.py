@@ -161,3 +161,30 @@ def test_exec_voila_without_a_shared_token_file_is_refused(tmp_path):
     result = subprocess.run([venv_bin_dir() / "voila-publisher", f"--config={config}", "--exec-voila"],
                             capture_output=True, text=True, env=child_env(), timeout=60)
     assert result.returncode == 2 and "control_token_file" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to the voila account (needs root)")
+def test_the_kernel_sandbox_works_under_the_voila_units_restrictions(tmp_path):
+    """voila-dashboards.service sets NoNewPrivileges and drops every capability: the sandbox a
+    kernel starts in (bubblewrap from unprivileged user namespaces) must still work there."""
+    from voila_publisher.host.sandbox import SandboxPolicy, default_kernel_env, sandbox_command
+
+    ensure_service_account(VOILA_USER)
+    base = Path("/tmp") / f"voila-nnp-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    try:
+        dashboard, connection = base / "dashboard", base / "connection"
+        for d in (base, dashboard, connection):
+            d.mkdir(mode=0o755)
+            shutil.chown(d, VOILA_USER, VOILA_USER)
+        python = str(venv_bin_dir() / "python")
+        policy = SandboxPolicy(read_only_paths=(str(Path(python).resolve().parents[1]), str(venv_bin_dir().parent)),
+                               env=default_kernel_env(str(venv_bin_dir())))
+        argv = sandbox_command(policy, kernel_command=[python, "-c", "import os; print('in-sandbox', os.getuid())"],
+                               dashboard_dir=str(dashboard), connection_dir=str(connection))
+        unit_like = ["setpriv", f"--reuid={VOILA_USER}", f"--regid={VOILA_USER}", "--init-groups", "--no-new-privs",
+                     "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+        result = subprocess.run(unit_like, capture_output=True, text=True, timeout=60, cwd=str(base))
+        assert result.returncode == 0 and "in-sandbox" in result.stdout, result.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
