@@ -122,7 +122,8 @@ def test_voila_starts_from_the_publisher_config_as_its_own_account(tmp_path):
     ensure_service_account(VOILA_USER)
     base = Path("/tmp") / f"voila-unit-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(mode=0o755)
+    base.mkdir()
+    os.chmod(base, 0o755)  # whatever the umask: the voila account reads the config in it
     try:
         dashboards, home = base / "dashboards", base / "home"
         for d in (dashboards, home):
@@ -175,7 +176,8 @@ def test_the_kernel_sandbox_works_under_the_voila_units_restrictions(tmp_path):
     try:
         dashboard, connection = base / "dashboard", base / "connection"
         for d in (base, dashboard, connection):
-            d.mkdir(mode=0o755)
+            d.mkdir()
+            os.chmod(d, 0o755)
             shutil.chown(d, VOILA_USER, VOILA_USER)
         python = str(venv_bin_dir() / "python")
         policy = SandboxPolicy(read_only_paths=(str(Path(python).resolve().parents[1]), str(venv_bin_dir().parent)),
@@ -188,3 +190,11 @@ def test_the_kernel_sandbox_works_under_the_voila_units_restrictions(tmp_path):
         assert result.returncode == 0 and "in-sandbox" in result.stdout, result.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_config_file_the_service_cannot_read_is_an_error_not_defaults(tmp_path):
+    # A typo in --config (or a file the account cannot read) must not start Voila on defaults.
+    for flag in ("--exec-voila", "--print-voila-command"):
+        result = subprocess.run([venv_bin_dir() / "voila-publisher", f"--config={tmp_path / 'no-such-config.py'}", flag],
+                                capture_output=True, text=True, env=child_env(), timeout=60)
+        assert result.returncode == 2 and "cannot read the config file" in result.stderr, (flag, result.stderr)

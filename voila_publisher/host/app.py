@@ -220,6 +220,10 @@ class PublisherService(Application):
     def initialize(self, argv=None):
         super().initialize(argv)
         if self.config_file:
+            # traitlets skips a config file it cannot find: the service would then run on defaults.
+            if not os.access(self.config_file, os.R_OK):
+                self.log.critical("cannot read the config file %s (missing, or not readable by this account)", self.config_file)
+                self.exit(2)
             self.load_config_file(self.config_file)
             self.update_config(self.cli_config)  # the command line wins over the file
         try:
