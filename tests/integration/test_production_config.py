@@ -26,7 +26,7 @@ from simulators.hub import LocalHub, write_private
 from simulators.moto import MOTO_CREDENTIALS
 from simulators.noderunner import NodeRunnerProcess
 from simulators.processes import ManagedProcess, child_env, port_open, venv_bin_dir, wait_until
-from tests.fixtures.postgres import PostgresCluster
+from tests.fixtures.postgres import PostgresCluster, pg_bin
 from voila_publisher.tokens import token_owner
 
 pytestmark = pytest.mark.integration
@@ -208,3 +208,22 @@ def test_a_spawn_gets_the_publish_settings_despite_a_replaced_environment(produc
     assert secret not in hub.log_text()
     hub.stop_server("grace")
     wait_until(lambda: production_hub["runner"].status()["nodes"].get(instance["InstanceId"]) is None, 60, "the node to end")
+
+
+def test_backup_and_upgrade_db_as_operations_md_says(production_hub, tmp_path):
+    """pg_dump of the hub's database restores into a fresh one with every user; upgrade-db runs
+    on the production config (a no-op on the current schema, it must not fail)."""
+    hub, db = production_hub["hub"], production_hub["db"]
+    hub.ensure_user("backup-check")
+    dump = db.dir / "jupyterhub.dump"
+    db._run(pg_bin("pg_dump"), "-h", "127.0.0.1", "-p", str(db.port), "-U", db.role, "-Fc", "-f", str(dump), db.database)
+    db._run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(db.port), "-U", db.role, "restored")
+    db._run(pg_bin("pg_restore"), "-h", "127.0.0.1", "-p", str(db.port), "-U", db.role, "-d", "restored", str(dump))
+    restored = db._run(pg_bin("psql"), "-h", "127.0.0.1", "-p", str(db.port), "-U", db.role, "-d", "restored", "-At",
+                       "-c", "SELECT name FROM users").stdout.split()
+    assert "backup-check" in restored
+    upgrade = subprocess.run([str(venv_bin_dir() / "jupyterhub"), "upgrade-db", f"--config={hub.config_path}"],
+                             capture_output=True, text=True, timeout=120, cwd=str(hub.dir),
+                             env={**child_env(), **hub.extra_env})
+    assert upgrade.returncode == 0, upgrade.stderr[-2000:]
+    assert "backup-check" in db.query("SELECT name FROM users")  # nothing lost
