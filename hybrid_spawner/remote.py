@@ -34,6 +34,7 @@ from hybrid_spawner.bootstrap.handlers import register_hub_handlers
 from hybrid_spawner.bucket_credentials import CredentialIssuer, IssueFailed
 from hybrid_spawner.incidents.handlers import register_incident_handlers
 from hybrid_spawner.incidents.store import IncidentStore
+from hybrid_spawner.publisher_env import PublisherConfigError, publisher_environment
 from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
 
 # Every hybrid spawner imports this module: the hub gets the node endpoints as soon as its
@@ -127,6 +128,32 @@ class RemoteSpawner(Spawner):
         refreshes them through the hub before they expire. None: the node gets no bucket
         credentials (sync then has none either; never put a shared key in the environment
         instead, see docs/security.md).""",
+    )
+
+    publisher_url = Unicode(
+        "",
+        config=True,
+        help="""The publisher API of the public Voila host as nodes reach it (its private address),
+        e.g. "http://10.0.3.10/api/". Given to every node as HYBRID_PUBLISHER_URL, on top of
+        Spawner.environment (so replacing `environment` in a subclass's section cannot drop it).
+        Set it together with publisher_secret_file; empty: the nodes' Publish button says
+        publishing is not configured.""",
+    )
+    publisher_public_url = Unicode(
+        "",
+        config=True,
+        help="""The public base URL viewers open dashboards at (e.g. "https://dashboards.example.org"),
+        given to nodes as HYBRID_PUBLIC_URL for the links the Lab shows.""",
+    )
+    publisher_secret_file = Unicode(
+        "",
+        config=True,
+        help="""File holding the secret shared with the public host (PublisherService.shared_secret_file
+        there; at least 16 bytes, mode 0600, owned by the hub's account). Read at every spawn: each
+        node gets HYBRID_PUBLISHER_TOKEN, a token derived for its user alone, never the secret.
+        Replacing the file's content rotates the secret for the next spawns without a hub
+        restart (docs/operations.md). A missing or short file fails the spawn before any node
+        is launched.""",
     )
 
     # State (restored by load_state).
@@ -241,6 +268,20 @@ class RemoteSpawner(Spawner):
         self._start_task = asyncio.ensure_future(self._start_node())
         return await self._start_task
 
+    def get_env(self) -> dict:
+        env = super().get_env()
+        # After Spawner.environment, so a replaced `environment` cannot turn publishing off.
+        env.update(self._publisher_environment())
+        return env
+
+    def _publisher_environment(self) -> dict:
+        return publisher_environment(
+            publisher_url=self.publisher_url,
+            public_url=self.publisher_public_url,
+            secret_file=self.publisher_secret_file,
+            username=self.user.name,
+        )
+
     def _bootstrap_payload(self) -> dict:
         payload = boot_script.spawner_payload(self)
         if self._bucket_payload:
@@ -284,6 +325,11 @@ class RemoteSpawner(Spawner):
         try:
             self.emit(5, "Checking the server options")
             await self.check_options()
+            try:
+                self._publisher_environment()
+            except PublisherConfigError as e:
+                self.log.error("%s: %s", self._log_name, e)
+                raise SpawnFailed("Publishing is misconfigured on this hub; ask the admin (the hub's log names the setting).") from None
             self._bucket_payload = await self._issue_bucket_credentials()
             ttl = self.bootstrap_ttl or self.start_timeout
             entry, credential = credentials.registry.issue(self._log_name, self._bootstrap_payload, ttl)

@@ -5,6 +5,8 @@
 # Every notebook server runs on its own EC2 instance in the private research subnet, with no
 # public IP, booted from an AMI whose id an EC2 Image Builder pipeline publishes to SSM.
 #
+# A commented example of the options; the complete production configuration (PostgreSQL, the
+# proxy as its own service, login, culler) is jupyter_config/production/ (docs/deployment.md).
 # Replace every value marked CHANGE ME. Nothing secret belongs in this file except what the
 # authenticator needs; the hub's AWS access comes from its instance profile.
 
@@ -84,12 +86,13 @@ c.STSIssuer.role_arn = "arn:aws:iam::123456789012:role/jupyter-node-data"  # CHA
 c.STSIssuer.region = "eu-west-1"
 c.STSIssuer.duration = 3600
 
-# What else the single-user extension needs (docs/contracts.md); delivered by the bootstrap,
-# never in user-data. No AWS keys: the node's bucket credentials come from the issuer above.
-c.EC2Spawner.environment = {
-    "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
-    "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
-}
+# Publishing (docs/publish.md): every node gets the publisher's private address, the public URL and
+# a publish token derived for its user from the secret shared with the public host (the secret
+# never leaves the hub). These are options of their own, merged after Spawner.environment: an
+# `environment` set for this spawner (which replaces c.Spawner.environment) cannot drop them.
+c.RemoteSpawner.publisher_url = "http://voila.research.internal/api/"  # CHANGE ME
+c.RemoteSpawner.publisher_public_url = "https://dashboards.example.org/"  # CHANGE ME
+c.RemoteSpawner.publisher_secret_file = "/etc/jupyterhub/publisher_secret"  # 0600, the hub's account
 
 # -- idle servers cost money: cull them -----------------------------------------------------------
 # jupyterhub-idle-culler (pip install 'jupyter-hybrid-cloud[culler]') as a hub service with only the

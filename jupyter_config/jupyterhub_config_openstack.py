@@ -6,6 +6,8 @@
 # network, with no floating IP, booted from an image that has Python, this package and
 # jupyterhub-singleuser.
 #
+# A commented example of the options; the complete production configuration (PostgreSQL, the
+# proxy as its own service, login, culler) is jupyter_config/production/ (docs/deployment.md).
 # Replace every value marked CHANGE ME. The OpenStack credentials live in clouds.yaml (mode 0600),
 # never in this file.
 
@@ -75,12 +77,13 @@ c.STSIssuer.role_arn = "arn:aws:iam::::role/jupyter-node-data"  # CHANGE ME: the
 # c.StaticKeysIssuer.endpoint_url = "https://object-store.research.internal"
 # c.StaticKeysIssuer.keys_file = "/etc/jupyterhub/bucket-keys.json"  # chmod 600
 
-# What else the single-user extension needs (docs/contracts.md); delivered by the bootstrap,
-# never in user-data.
-c.OpenStackSpawner.environment = {
-    "HYBRID_PUBLISHER_URL": "http://voila.research.internal/api/",  # CHANGE ME
-    "HYBRID_PUBLIC_URL": "https://dashboards.example.org/",  # CHANGE ME
-}
+# Publishing (docs/publish.md): every node gets the publisher's private address, the public URL and
+# a publish token derived for its user from the secret shared with the public host (the secret
+# never leaves the hub). These are options of their own, merged after Spawner.environment: an
+# `environment` set for this spawner (which replaces c.Spawner.environment) cannot drop them.
+c.RemoteSpawner.publisher_url = "http://voila.research.internal/api/"  # CHANGE ME
+c.RemoteSpawner.publisher_public_url = "https://dashboards.example.org/"  # CHANGE ME
+c.RemoteSpawner.publisher_secret_file = "/etc/jupyterhub/publisher_secret"  # 0600, the hub's account
 
 # -- idle servers cost money: cull them (pip install 'jupyter-hybrid-cloud[culler]') ---------------
 from hybrid_spawner.culler import idle_culler

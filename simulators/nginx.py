@@ -26,7 +26,9 @@ PRODUCTION_CONF = NGINX_DIR / "public-host.conf"
 PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7")
 
 PRODUCTION_SETTINGS = dict(
-    listen="80",
+    # default_server: a request by the host's bare IP comes here, not to Debian's stock site
+    # (remove /etc/nginx/sites-enabled/default; nginx -t names the duplicate if it stays).
+    listen="80 default_server",
     server_name="dashboards.example.org",
     publisher="127.0.0.1:8870",
     voila="127.0.0.1:8866",
@@ -36,7 +38,21 @@ PRODUCTION_SETTINGS = dict(
     allowed_networks=PRIVATE_NETWORKS,
     client_max_body_size="32m",
     read_timeout="3600s",
+    tls=None,  # {"certificate": path, "key": path}: HTTPS on `listen`
+    real_ip_from=(),  # the load balancer's addresses, trusted for X-Forwarded-For
+    api_listen="",  # the private address:port of a server of its own for /api/ ("" = on `listen`)
+    redirect_listen="",  # a plain-HTTP listener that redirects to https
 )
+
+#: The TLS variant (public-host-tls.conf): HTTPS behind a load balancer, /api/ on the private address only.
+TLS_SETTINGS = dict(
+    listen="443 ssl default_server",
+    tls={"certificate": "/etc/ssl/dashboards/fullchain.pem", "key": "/etc/ssl/dashboards/privkey.pem"},
+    real_ip_from=("10.0.1.0/24",),
+    api_listen="10.0.3.10:80 default_server",
+    redirect_listen="80",
+)
+TLS_CONF = NGINX_DIR / "public-host-tls.conf"
 
 
 def nginx_binary() -> str:
@@ -107,6 +123,7 @@ class NginxProcess(ManagedProcess):
             return ""
 
 
-if __name__ == "__main__":  # regenerate the checked-in production config
+if __name__ == "__main__":  # regenerate the checked-in production configs
     PRODUCTION_CONF.write_text(render_public_host_conf(standalone=False))
-    print(f"wrote {PRODUCTION_CONF}")
+    TLS_CONF.write_text(render_public_host_conf(standalone=False, **TLS_SETTINGS))
+    print(f"wrote {PRODUCTION_CONF} and {TLS_CONF}")

@@ -73,6 +73,23 @@ def token_owner(secret: str | bytes, token: str) -> str:
     return owner
 
 
+def token_owner_any(secrets_: "list[str | bytes] | tuple[str | bytes, ...]", token: str) -> str:
+    """The owner of a token valid under any of ``secrets_`` (the current secret first).
+
+    What a host accepts while a secret is rotated: tokens of servers started before the
+    rotation (old secret) and after it (new secret). Raises :class:`InvalidToken` if none fits.
+    """
+    if not secrets_:
+        raise ValueError("no secret to check a publish token against")
+    error: InvalidToken | None = None
+    for secret in secrets_:
+        try:
+            return token_owner(secret, token)
+        except InvalidToken as e:
+            error = error or e
+    raise error
+
+
 def spawner_token(secret: str | bytes):
     """For the hub's config: ``c.Spawner.environment = {"HYBRID_PUBLISHER_TOKEN": spawner_token(secret)}``.
 

@@ -93,6 +93,12 @@ class PublisherService(Application):
         "(voila_publisher.tokens). Prefer shared_secret_file or the HYBRID_PUBLISHER_SECRET environment variable.",
     )
     shared_secret_file = Unicode("", config=True, help="File holding the shared secret (mode 0600, owned by this service's user).")
+    previous_secret_files = List(
+        Unicode(), config=True,
+        help="Files holding earlier shared secrets whose tokens are still accepted, for a rotation that breaks no "
+        "running server: servers started before the hub got the new secret keep publishing with their old "
+        "token. Remove a file once no server from before its rotation runs (docs/operations.md).",
+    )
     public_url = Unicode(
         "", config=True,
         help="Public base URL viewers use (https://dashboards.example.org); dashboard URLs in API answers start with it. "
@@ -176,6 +182,13 @@ class PublisherService(Application):
         help="Print the Voila command line this configuration means and exit: the ExecStart of a Voila unit of its own "
         "(start_voila=False), so Voila runs as an account that is not this service's.",
     )
+    exec_voila = Bool(
+        False, config=True,
+        help="Become Voila, with the command line this configuration means, instead of starting the service: the "
+        "ExecStart of Voila's own unit (jupyter_config/systemd/voila-dashboards.service), run as Voila's account, "
+        "so the unit never holds a copy of the command line that could drift from this configuration. Needs "
+        "control_token_file when static_pages or preheat_kernels is on (both processes read that token).",
+    )
 
     classes = []
     aliases = {
@@ -188,6 +201,7 @@ class PublisherService(Application):
     }
     flags = {
         "print-voila-command": ({"PublisherService": {"print_voila_command": True}}, "Print Voila's command line and exit."),
+        "exec-voila": ({"PublisherService": {"exec_voila": True}}, "Run Voila (as this process) with the command line of this configuration."),
         "allow-root": ({"PublisherService": {"allow_root": True}}, "Start even as root (development only)."),
     }
 
@@ -206,6 +220,10 @@ class PublisherService(Application):
     def initialize(self, argv=None):
         super().initialize(argv)
         if self.config_file:
+            # traitlets skips a config file it cannot find: the service would then run on defaults.
+            if not os.access(self.config_file, os.R_OK):
+                self.log.critical("cannot read the config file %s (missing, or not readable by this account)", self.config_file)
+                self.exit(2)
             self.load_config_file(self.config_file)
             self.update_config(self.cli_config)  # the command line wins over the file
         try:
@@ -216,6 +234,8 @@ class PublisherService(Application):
         if self.print_voila_command:
             print(" ".join(shlex.quote(a) for a in self.voila_command()))
             self.exit(0)
+        if self.exec_voila:
+            self._exec_voila()
         if os.geteuid() == 0 and not self.allow_root:
             self.log.critical(
                 "refusing to run as root: published notebooks run on this host. Run voila-publisher as its own "
@@ -230,6 +250,17 @@ class PublisherService(Application):
         if len(self._secret.encode()) < 16:
             self.log.critical("no shared secret (>= 16 bytes): set PublisherService.shared_secret_file or HYBRID_PUBLISHER_SECRET")
             self.exit(2)
+        self._previous_secrets = []
+        for path in self.previous_secret_files:
+            try:
+                previous = Path(path).read_text().strip()
+            except OSError as e:
+                self.log.critical("PublisherService.previous_secret_files: cannot read %s (%s)", path, e.strerror or e)
+                self.exit(2)
+            if len(previous.encode()) < 16:
+                self.log.critical("PublisherService.previous_secret_files: %s holds no secret of at least 16 bytes", path)
+                self.exit(2)
+            self._previous_secrets.append(previous)
         self.store = DashboardStore(self.dashboards_dir, self.versions_kept, self.prune_grace, static_root=self.static_pages_dir)
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         self.voila_process: asyncio.subprocess.Process | None = None
@@ -253,6 +284,7 @@ class PublisherService(Application):
             after_publish=self._after_publish,
             after_unpublish=self.pools_changed,
             voila_serving=self.voila_serving,
+            previous_secrets=tuple(self._previous_secrets),
         )
 
     @property
@@ -342,6 +374,21 @@ class PublisherService(Application):
             prerender_timeout=self.prerender_timeout,
             max_live_kernels=self.max_live_kernels,
         )
+
+    def _exec_voila(self):
+        """Replace this process with Voila (its own unit, its own account); never returns."""
+        if self.uses_control_token and not self.control_token_file:
+            self.log.critical(
+                "--exec-voila: set PublisherService.control_token_file (a file both accounts read): with static_pages "
+                "or preheat_kernels the publisher and Voila share that token"
+            )
+            self.exit(2)
+        if os.geteuid() == 0 and not self.allow_root:
+            self.log.critical("refusing to run Voila as root: published notebooks run in it. Use the voila account.")
+            self.exit(2)
+        argv = self.voila_command()
+        os.chdir(self.dashboards_dir)
+        os.execve(argv[0], argv, kernel_environment(os.environ, self.voila_env))
 
     async def _start_voila(self):
         argv = self.voila_command()

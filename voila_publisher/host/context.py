@@ -35,3 +35,5 @@ class HostContext:
     #: Called after an unpublish (e.g. releasing the version's pre-heated kernels).
     after_unpublish: Callable[[], None]
     voila_serving: Callable[[], Awaitable[bool]]
+    #: Secrets still accepted while the shared secret is rotated (docs/operations.md).
+    previous_secrets: tuple[str, ...] = ()

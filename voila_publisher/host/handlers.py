@@ -17,7 +17,7 @@ from voila_publisher import notebooks
 from voila_publisher.errors import PublishError
 from voila_publisher.host.context import HostContext
 from voila_publisher.host.store import PUBLIC, VISIBILITIES, StoredDashboard
-from voila_publisher.tokens import InvalidToken, token_owner
+from voila_publisher.tokens import InvalidToken, token_owner_any
 
 # Where nginx's internal location for rendering lives; must match jupyter_config/nginx/.
 INTERNAL_RENDER_PREFIX = "/_voila_render/"
@@ -96,7 +96,7 @@ class ApiHandler(BaseHandler):
         if scheme.lower() != "bearer" or not token.strip():
             self.fail(401, "no-token", "a publish token is required (Authorization: Bearer <token>)")
         try:
-            return token_owner(self.host.secret, token.strip())
+            return token_owner_any((self.host.secret, *self.host.previous_secrets), token.strip())
         except InvalidToken:
             self.fail(401, "invalid-token", "the publish token is not valid for this host")
 
