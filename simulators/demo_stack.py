@@ -29,6 +29,7 @@ BUCKET = "notebooks"
 AMI_PARAMETER = "/hybrid/demo/jupyter-node-ami"
 PASSWORD = "demo"
 DEMO_USER = "researcher"
+LDAP_GPU_USER = "ada"  # with --ldap: in the directory's gpu-users group
 
 
 def say(message: str) -> None:
@@ -95,6 +96,8 @@ class DemoStack:
     directory: Path
     with_slurm: bool = True
     with_openstack: bool = True
+    # Logins against a local slapd over LDAPS instead of the demo password (docs/ldap.md).
+    with_ldap: bool = False
     urls: dict = field(default_factory=dict)
     # Groups of stop functions, in start order; a group's parts stop side by side.
     _stops: list = field(default_factory=list)
@@ -108,6 +111,12 @@ class DemoStack:
         return self
 
     def _start(self) -> None:
+        if self.with_ldap:  # before anything starts: the demo asked for is the demo to run
+            from simulators import ldap
+
+            reason = ldap.slapd_available()
+            if reason:
+                raise RuntimeError(f"--ldap needs slapd: {reason}")
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)
         from simulators.voila_host import PublicHost
@@ -154,6 +163,7 @@ class DemoStack:
             "moto": moto.url,
             "profiles": [p["slug"] for p in profiles_for(settings)],
             "directory": str(d),
+            "ldap": self.with_ldap,
         }
         self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub}
         # Written last: tools (and the browser test) wait for this file.
@@ -187,6 +197,7 @@ class DemoStack:
 
         slurm_env = self._maybe_start_slurm()
         clouds_yaml = self._maybe_start_openstack(hub_id)
+        ldap = self._maybe_start_ldap()
 
         secret_file = ""
         publisher_env = {}
@@ -225,6 +236,7 @@ class DemoStack:
             slurm=slurm_env is not None,
             openstack_clouds_yaml=clouds_yaml or "",
             node_user=node_user,
+            ldap=ldap,
         )
         hub_sts = {"AWS_SHARED_CREDENTIALS_FILE": str(_hub_sts_credentials(d / "hub-sts-credentials"))}
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **hub_sts, **(slurm_env or {})}, password=PASSWORD)
@@ -252,6 +264,22 @@ class DemoStack:
             return None
         self._compute.append(cluster.stop)
         return {"SLURM_CONF": str(cluster.conf_path)}
+
+    def _maybe_start_ldap(self) -> dict:
+        """slapd over LDAPS with the demo's people: researcher, and ada in gpu-users."""
+        if not self.with_ldap:
+            return {}
+        from simulators.ldap import GROUPS, PEOPLE, LocalSlapd
+
+        slapd = LocalSlapd(
+            self.directory / "ldap",
+            people={DEMO_USER: PASSWORD, LDAP_GPU_USER: PASSWORD},
+            groups={"gpu-users": [LDAP_GPU_USER], "researchers": [DEMO_USER, LDAP_GPU_USER]},
+        )
+        say("starting slapd (LDAPS, its own CA) for the logins…")
+        slapd.start()
+        self._compute.append(slapd.stop)
+        return {"host": "127.0.0.1", "port": slapd.port, "ca_file": str(slapd.ca_cert), "people_base": PEOPLE, "groups_base": GROUPS}
 
     def _maybe_start_openstack(self, hub_id: str) -> str | None:
         """The OpenStack fake and its node runner."""
