@@ -124,6 +124,13 @@ def test_a_spawn_a_status_outage_and_a_stop_move_the_counters(metrics_hub):
     wait_until(lambda: value(scrape(world), "hybrid_status_refreshes_total", backend="ec2")
                > value(running, "hybrid_status_refreshes_total", backend="ec2") + 1, 30, "status refreshes")
 
+    # The server's own /metrics (sync's figures), reached through the proxy with a hub token
+    # allowed to access servers; Prometheus's metrics-only token is not let in.
+    status, text = hub.get_via_proxy("/user/mia/metrics")
+    assert status == 200 and "# TYPE hybrid_sync_jobs_total counter" in text, (status, text[:300])
+    status, _ = hub.get_via_proxy("/user/mia/metrics", token=world.token)
+    assert status != 200
+
     errors = ("hybrid_status_refresh_errors_total", {"backend": "ec2", "error": "ClientError"})
     world.outage.touch()
     try:
