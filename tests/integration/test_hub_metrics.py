@@ -162,3 +162,19 @@ def test_a_failed_spawn_counts_as_failure_and_runs_nothing(metrics_hub):
         value(before, "hybrid_spawn_duration_seconds_count", backend="ec2")
     assert value(after, "hybrid_running_servers", backend="ec2", profile="broken") == 0
     assert not live_instances(world.ec2, world.hub_id, "noor")
+
+
+def test_a_restarted_hub_counts_the_servers_it_finds_again(metrics_hub):
+    world, hub = metrics_hub, metrics_hub.hub
+    status, body = hub.spawn("omar", options={"profile": "small"})
+    assert status in (201, 202), body
+    hub.wait_ready("omar", timeout=120)
+    hub.restart()  # a new process: its registry starts from zero and must find omar's server
+    try:
+        restored = scrape(world)
+        assert value(restored, "hybrid_running_servers", backend="ec2", profile="small") == 1
+        assert value(restored, "hybrid_spawns_total", backend="ec2", outcome="success") == 0, "a restore is not a spawn"
+    finally:
+        hub.stop_server("omar")
+    assert value(scrape(world), "hybrid_running_servers", backend="ec2", profile="small") == 0
+    assert not live_instances(world.ec2, world.hub_id, "omar")
