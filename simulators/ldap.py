@@ -187,6 +187,17 @@ class LocalSlapd:
         )
         return result.returncode == 0
 
+    def set_group_members(self, group: str, members: list[str]) -> None:
+        """Change a group's members in the running directory (as its admin, over LDAPS), as a
+        directory administrator would; groupOfNames needs at least one member."""
+        if not members or set(members) - set(self.people):
+            raise ValueError(f"members must be people of the directory: {members}")
+        ldif = f"dn: cn={group},{GROUPS}\nchangetype: modify\nreplace: member\n"
+        ldif += "".join(f"member: uid={m},{PEOPLE}\n" for m in members)
+        env = {**os.environ, "LDAPTLS_CACERT": str(self.ca_cert), "LDAPTLS_REQCERT": "demand"}
+        _run(["ldapmodify", "-x", "-H", self.url, "-D", ADMIN_DN, "-w", self.admin_password], input=ldif, env=env)
+        self.groups[group] = list(members)
+
     def log_text(self) -> str:
         return self.process.log_text() if self.process else ""
 

@@ -130,3 +130,22 @@ def test_a_server_certificate_from_an_unknown_ca_fails_the_login_with_a_clear_lo
     # With the right CA back, the same login works: nothing was left broken.
     _, r = log_in(hub, "ada", "ada-password")
     assert r.ok and "/hub/login" not in r.url
+
+
+def test_the_directory_decides_at_the_next_login(ldap_hub):
+    """Moved from gpu-users in the directory: ada loses the GPU profile, grace gains it."""
+    hub, slapd = ldap_hub.hub, ldap_hub.slapd
+    slapd.set_group_members("gpu-users", ["grace"])
+    try:
+        for user, groups, offered in (("ada", ["researchers"], False), ("grace", ["gpu-users", "researchers"], True)):
+            s, r = log_in(hub, user, f"{user}-password")
+            assert r.ok
+            _, model = hub.api("GET", f"/users/{user}", expect=200)
+            assert sorted(model["groups"]) == groups, model
+            page = s.get(f"{hub.url}/hub/spawn/{user}", timeout=30).text
+            assert ('value="gpu"' in page) is offered, user
+        status, body = hub.api("POST", "/users/ada/server", {"profile": "gpu"})
+        assert status == 400 and "not available to user" in json.dumps(body)
+        assert not live_instances(ldap_hub.ec2, ldap_hub.hub_id, "ada")
+    finally:
+        slapd.set_group_members("gpu-users", ["ada"])
