@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
 import ldap3
@@ -46,6 +47,19 @@ def group_names(entries, name_attribute: str) -> list[str]:
             if value.strip():
                 names.add(value.strip())
     return sorted(names)
+
+
+def innermost_message(error: BaseException) -> str:
+    """ldap3 wraps the ssl module's message in nested tuples; the words an admin needs are inside."""
+    value = error
+    while isinstance(value, BaseException) or (isinstance(value, tuple) and len(value) == 1):
+        value = value.args[0] if isinstance(value, BaseException) and value.args else (
+            value[0] if isinstance(value, tuple) else str(value))
+    text = str(value)
+    # "('socket ssl wrapping error: [SSL: ...] ...',)" is a tuple's text: take the quoted part.
+    if text.startswith("('") and text.endswith("',)"):
+        text = text[2:-3]
+    return text
 
 
 def is_certificate_error(error: BaseException) -> bool:
@@ -140,13 +154,23 @@ class HybridLDAPAuthenticator(LDAPAuthenticator):
     def _log_connection_failure(self, data, error: LDAPException) -> None:
         where = f"{self.server_address}:{self.server_port}"
         user = data.get("username", "?")
-        if is_certificate_error(error) or isinstance(error, LDAPSocketOpenError) and "ssl" in str(error).lower():
+        reason = innermost_message(error)
+        if "doesn't match any name" in reason:
+            names = ", ".join(f"{kind}:{value}" for kind, value in re.findall(r"\('(DNS|IP Address)', '([^']+)'\)", reason))
+            self.log.error(
+                "LDAP login of %s refused: the certificate of the LDAP server %s is not for that name "
+                "(it names %s). Set LDAPAuthenticator.server_address to a name the certificate carries.",
+                user,
+                where,
+                names or "other names",
+            )
+        elif is_certificate_error(error) or isinstance(error, LDAPSocketOpenError) and "ssl" in str(error).lower():
             self.log.error(
                 "LDAP login of %s refused: the certificate of the LDAP server %s could not be verified (%s). "
                 "Set LDAPAuthenticator.tls_kwargs['ca_certs_file'] to the CA that signed it.",
                 user,
                 where,
-                error,
+                reason,
             )
         else:
-            self.log.error("LDAP login of %s failed: cannot reach the LDAP server %s (%s)", user, where, error)
+            self.log.error("LDAP login of %s failed: cannot reach the LDAP server %s (%s)", user, where, reason)

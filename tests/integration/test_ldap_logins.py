@@ -126,7 +126,8 @@ def test_a_server_certificate_from_an_unknown_ca_fails_the_login_with_a_clear_lo
         shutil.copy(ldap_hub.slapd.ca_cert, ldap_hub.trust)
     log = hub.log_text()
     assert f"the certificate of the LDAP server 127.0.0.1:{ldap_hub.slapd.port} could not be verified" in log
-    assert "tls_kwargs['ca_certs_file']" in log
+    assert "tls_kwargs['ca_certs_file']" in log and "CERTIFICATE_VERIFY_FAILED" in log
+    assert "(('" not in log, "the reason is given in plain words, not as nested tuples"
     # With the right CA back, the same login works: nothing was left broken.
     _, r = log_in(hub, "ada", "ada-password")
     assert r.ok and "/hub/login" not in r.url
@@ -149,3 +150,38 @@ def test_the_directory_decides_at_the_next_login(ldap_hub):
         assert not live_instances(ldap_hub.ec2, ldap_hub.hub_id, "ada")
     finally:
         slapd.set_group_members("gpu-users", ["ada"])
+
+
+def test_a_certificate_for_another_name_is_refused_though_its_ca_is_trusted(caplog):
+    """The name check, against a real slapd whose certificate names only elsewhere.test."""
+    import asyncio
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from hybrid_spawner.auth.ldap import HybridLDAPAuthenticator
+    from simulators.ldap import LocalSlapd
+
+    directory = Path(tempfile.mkdtemp(prefix="hybrid-slapd-misnamed-"))
+    server = LocalSlapd(directory, alt_names="DNS:elsewhere.test")
+    try:
+        server.start()
+        log = logging.getLogger("test-ldap-names")
+        auth = HybridLDAPAuthenticator(
+            log=log, server_address="127.0.0.1", server_port=server.port, tls_strategy="on_connect",
+            tls_kwargs={"ca_certs_file": str(server.ca_cert)}, bind_dn_template=[f"uid={{username}},{PEOPLE}"],
+            group_search_base=GROUPS,
+        )
+        with caplog.at_level(logging.INFO, logger="test-ldap-names"):
+            refused = asyncio.run(auth.authenticate(None, {"username": "ada", "password": "ada-password"}))
+            assert refused is None
+            assert (f"the certificate of the LDAP server 127.0.0.1:{server.port} is not for that name "
+                    "(it names DNS:elsewhere.test). Set LDAPAuthenticator.server_address") in caplog.text
+            # Told to accept the name the certificate carries (ldap3's valid_names): the login and
+            # the groups come through, so the refusal above was the name and nothing else.
+            auth.tls_kwargs = {"ca_certs_file": str(server.ca_cert), "valid_names": ["elsewhere.test"]}
+            model = asyncio.run(auth.authenticate(None, {"username": "ada", "password": "ada-password"}))
+        assert model["name"] == "ada" and model["groups"] == ["gpu-users", "researchers"], model
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
