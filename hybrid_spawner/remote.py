@@ -27,6 +27,7 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Float, Integer, Type, Unicode
 
+from hybrid_spawner import metrics
 from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
 from hybrid_spawner.bootstrap import script as boot_script
@@ -320,8 +321,10 @@ class RemoteSpawner(Spawner):
         return {"credentials": creds.for_node()}
 
     async def _start_node(self):
-        deadline = time.monotonic() + self._internal_timeout()
+        began = time.monotonic()
+        deadline = began + self._internal_timeout()
         entry = None
+        outcome = "failure"
         try:
             self.emit(5, "Checking the server options")
             await self.check_options()
@@ -356,13 +359,22 @@ class RemoteSpawner(Spawner):
             port = await self._until(deadline, "the notebook server to start", self._watch(entry.wait_port()))
             self.node_port = port
             self.emit(90, f"Notebook server listening at {ip}:{port}")
+            outcome = "success"
+            metrics.running_servers.started(self._log_name, self.backend, self._profile_slug())
             return ip, port
         except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                outcome = "cancelled"
             await self._discard_node()
             raise self._user_facing(e) from None
         finally:
+            metrics.record_spawn(self.backend, outcome, time.monotonic() - began)
             if entry is not None:
                 entry.close()
+
+    def _profile_slug(self) -> str:
+        # HybridSpawner hands its child the resolved user_options, profile slug included.
+        return str((self.user_options or {}).get("profile") or "")
 
     def _internal_timeout(self) -> float:
         # Fail (and clean up) a little before the hub's own start_timeout, so the user sees why.
@@ -440,6 +452,7 @@ class RemoteSpawner(Spawner):
                 self.status_cache().untrack(self.node_id)
             except NotImplementedError:
                 pass
+        metrics.running_servers.stopped(self._log_name)
         refresh.registry.forget(self._refresh_hash)  # the node's refreshes end with its server
         self._refresh_hash = None
         self._bucket_payload = {}
@@ -507,6 +520,7 @@ class RemoteSpawner(Spawner):
             self.node_port = state.get("node_port")
             self.load_backend_state(state)
             self.status_cache().track(self.node_id)
+            metrics.running_servers.started(self._log_name, self.backend, self._profile_slug())
             self._refresh_hash = state.get("bucket_refresh_hash") or None
             if self._refresh_hash and self._issuer() is not None:
                 refresh.registry.restore(self._refresh_hash, self._log_name, self._refreshed_credentials)

@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar, Hashable
 
+from hybrid_spawner import metrics
+
 log = logging.getLogger("JupyterHub")
 
 
@@ -51,6 +53,8 @@ class StatusCache:
     """Base class: one instance per key (see :meth:`shared`), one refresh task per instance."""
 
     _instances: ClassVar[dict[Hashable, "StatusCache"]] = {}
+    #: The backend's name, for the metrics' ``backend`` label (set by each subclass).
+    backend: ClassVar[str] = "unknown"
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -151,10 +155,12 @@ class StatusCache:
         try:
             snapshot = await asyncio.to_thread(self.fetch_all, frozenset(self._tracked))
         except Exception as e:  # any failure means "unknown", never "gone"
+            metrics.record_status_refresh(self.backend, e)
             self.failures += 1
             self.last_error = type(e).__name__
             log.warning("%s: status refresh failed (%s); keeping servers as they are", type(self).__name__, e)
             return
+        metrics.record_status_refresh(self.backend)
         self.refreshes += 1
         self.last_error = None
         log.debug(

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(python3-venv python3-dev nginx slurmctld slurmd slurm-client munge sudo chromium nodejs npm curl bubblewrap util-linux nftables iproute2 postgresql systemd openssl)
+APT_PACKAGES=(python3-venv python3-dev nginx slurmctld slurmd slurm-client munge sudo chromium nodejs npm curl bubblewrap util-linux nftables iproute2 postgresql systemd openssl slapd ldap-utils)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   if [ "$pkg" = nodejs ] || [ "$pkg" = npm ]; then

@@ -33,6 +33,7 @@ BUCKET = "notebooks"
 AMI_PARAMETER = "/hybrid/demo/jupyter-node-ami"
 PASSWORD = "demo"
 DEMO_USER = "researcher"
+LDAP_GPU_USER = "ada"  # with --ldap: in the directory's gpu-users group
 
 
 def say(message: str) -> None:
@@ -103,6 +104,8 @@ class DemoStack:
     # nodes and the bucket: the soak (benchmarks/soak.py) turns faults on and off through them.
     with_fault_proxies: bool = False
     proxies: dict = field(default_factory=dict)
+    # Logins against a local slapd over LDAPS instead of the demo password (docs/ldap.md).
+    with_ldap: bool = False
     urls: dict = field(default_factory=dict)
     # Groups of stop functions, in start order; a group's parts stop side by side.
     _stops: list = field(default_factory=list)
@@ -116,6 +119,12 @@ class DemoStack:
         return self
 
     def _start(self) -> None:
+        if self.with_ldap:  # before anything starts: the demo asked for is the demo to run
+            from simulators import ldap
+
+            reason = ldap.slapd_available()
+            if reason:
+                raise RuntimeError(f"--ldap needs slapd: {reason}")
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)
         from simulators.voila_host import PublicHost
@@ -162,6 +171,7 @@ class DemoStack:
             "moto": moto.url,
             "profiles": [p["slug"] for p in profiles_for(settings)],
             "directory": str(d),
+            "ldap": self.with_ldap,
         }
         self.parts = {"moto": moto, "s3": s3, "host": host, "runner": runner, "hub": hub,
                       "openstack": getattr(self, "_openstack_fake", None), "slurm": getattr(self, "_slurm_cluster", None)}
@@ -203,6 +213,7 @@ class DemoStack:
 
         slurm_env = self._maybe_start_slurm()
         clouds_yaml = self._maybe_start_openstack(hub_id)
+        ldap = self._maybe_start_ldap()
 
         secret_file = ""
         publisher_env = {}
@@ -241,6 +252,7 @@ class DemoStack:
             slurm=slurm_env is not None,
             openstack_clouds_yaml=clouds_yaml or "",
             node_user=node_user,
+            ldap=ldap,
         )
         hub_sts = {"AWS_SHARED_CREDENTIALS_FILE": str(_hub_sts_credentials(d / "hub-sts-credentials"))}
         hub = LocalHub(d / "hub", hub_config(settings), env={**MOTO_CREDENTIALS, **hub_sts, **(slurm_env or {})}, password=PASSWORD)
@@ -269,6 +281,22 @@ class DemoStack:
         self._compute.append(cluster.stop)
         self._slurm_cluster = cluster
         return {"SLURM_CONF": str(cluster.conf_path)}
+
+    def _maybe_start_ldap(self) -> dict:
+        """slapd over LDAPS with the demo's people: researcher, and ada in gpu-users."""
+        if not self.with_ldap:
+            return {}
+        from simulators.ldap import GROUPS, PEOPLE, LocalSlapd
+
+        slapd = LocalSlapd(
+            self.directory / "ldap",
+            people={DEMO_USER: PASSWORD, LDAP_GPU_USER: PASSWORD},
+            groups={"gpu-users": [LDAP_GPU_USER], "researchers": [DEMO_USER, LDAP_GPU_USER]},
+        )
+        say("starting slapd (LDAPS, its own CA) for the logins…")
+        slapd.start()
+        self._compute.append(slapd.stop)
+        return {"host": "127.0.0.1", "port": slapd.port, "ca_file": str(slapd.ca_cert), "people_base": PEOPLE, "groups_base": GROUPS}
 
     def _maybe_start_openstack(self, hub_id: str) -> str | None:
         """The OpenStack fake and its node runner."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import time
 
+from hybrid_spawner import metrics
 from hybrid_spawner.incidents.store import IncidentStore
 
 # Backend name -> module with ``isolate(spawner, node_id, incident_id, record)`` and ``end``.
@@ -67,6 +68,7 @@ async def quarantine(store: IncidentStore, spawner, *, user: str, server: str, r
         store.update(incident["id"], state="isolation-failed", error=str(error))
         raise IncidentError(502, f"isolating {node_id} failed after {len(actions)} step(s): {error}. "
                                  f"{user} stays blocked (incident {incident['id']}).") from None
+    metrics.record_quarantine(node_owner.backend)
     node_owner.last_stop_message = (
         f"Your server was isolated for a security review (incident {incident['id']}). "
         "Contact the hub's administrators."

@@ -26,12 +26,17 @@ The hybrid research cloud demo is running on this machine.
 Press Ctrl-C to stop everything.
 """
 
+LDAP_NOTE = """  Logins go to a local slapd over LDAPS: "{user}" and "ada" (password "{password}" for both);
+  ada is in the LDAP group gpu-users and also sees the profile "Larger EC2 instance".
+"""
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jupyter_config.demo", description=__doc__)
     parser.add_argument("--dir", type=Path, help="where the demo keeps logs and data (default: a new temporary directory, removed at exit)")
     parser.add_argument("--no-slurm", action="store_true", help="do not start a local Slurm cluster even when Slurm is installed")
     parser.add_argument("--no-openstack", action="store_true", help="do not start the OpenStack fake even when it is present")
+    parser.add_argument("--ldap", action="store_true", help="log in against a local slapd over LDAPS (needs the slapd package); ada also sees a gpu-users profile")
     args = parser.parse_args(argv)
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="hybrid-demo-"))
@@ -44,7 +49,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    stack = DemoStack(directory.resolve(), with_slurm=not args.no_slurm, with_openstack=not args.no_openstack)
+    stack = DemoStack(directory.resolve(), with_slurm=not args.no_slurm, with_openstack=not args.no_openstack, with_ldap=args.ldap)
     try:
         stack.start()
         urls = stack.urls
@@ -55,6 +60,8 @@ def main(argv=None) -> int:
             else "  4. (Publishing needs nginx for the public Voila host: apt-get install nginx.)\n"
         )
         print(INSTRUCTIONS.format(**urls, publish_step=publish_step), flush=True)
+        if urls.get("ldap"):
+            print(LDAP_NOTE.format(**urls), flush=True)
         while not stop.wait(1):
             pass
         say("stopping…")

@@ -23,6 +23,17 @@ SLURM_PROFILE = {
     "options": {"cpus": {"display_name": "CPUs", "trait": "req_nprocs", "min": 1, "max": 2, "default": 1}},
 }
 
+# Offered only with --ldap: the directory's gpu-users group decides who sees it (docs/ldap.md).
+GPU_PROFILE = {
+    "slug": "ec2-gpu",
+    "display_name": "Larger EC2 instance (gpu-users only)",
+    "description": "Offered to members of the LDAP group gpu-users (simulated: a t3.small on moto).",
+    "backend": "ec2",
+    "allowed_groups": ["gpu-users"],
+    "cost_per_hour": 0.0208,
+    "overrides": {"instance_types": ["t3.small"]},
+}
+
 OPENSTACK_PROFILE = {
     "slug": "openstack-server",
     "display_name": "OpenStack server on the university cloud",
@@ -56,6 +67,8 @@ class DemoHubSettings:
     # researcher's own, as on Slurm). A real node is another machine; a simulated one shares
     # the hub's disk, so its code must not run as root. Empty only when the demo is not root.
     node_user: str = ""
+    # With --ldap: host, port, ca_file, people_base, groups_base of the demo's slapd.
+    ldap: dict = field(default_factory=dict)
 
 
 def bucket_credentials_config(b: dict) -> str:
@@ -73,8 +86,25 @@ c.STSIssuer.duration = 900  # the shortest STS allows: the demo shows refreshes 
 """
 
 
+def ldap_config(ldap: dict) -> str:
+    """LDAPS logins against the demo's slapd, its CA checked, its groups made hub groups."""
+    if not ldap:
+        return ""
+    return f"""
+c.JupyterHub.authenticator_class = "hybrid_spawner.auth.ldap.HybridLDAPAuthenticator"
+c.LDAPAuthenticator.server_address = {ldap["host"]!r}
+c.LDAPAuthenticator.server_port = {ldap["port"]!r}
+c.LDAPAuthenticator.tls_strategy = "on_connect"
+c.LDAPAuthenticator.tls_kwargs = {{"ca_certs_file": {ldap["ca_file"]!r}}}
+c.LDAPAuthenticator.bind_dn_template = ["uid={{username}},{ldap["people_base"]}"]
+c.HybridLDAPAuthenticator.group_search_base = {ldap["groups_base"]!r}
+"""
+
+
 def profiles_for(settings: DemoHubSettings) -> list[dict]:
     profiles = [dict(EC2_PROFILE)]
+    if settings.ldap:
+        profiles.append(dict(GPU_PROFILE))
     if settings.openstack_clouds_yaml:
         profiles.append(dict(OPENSTACK_PROFILE))
     if settings.slurm:
@@ -180,4 +210,4 @@ def _prepare_home(spawner):
 
 
 c.Spawner.pre_spawn_hook = _prepare_home
-""" + bucket_credentials_config(s.bucket_credentials)
+""" + bucket_credentials_config(s.bucket_credentials) + ldap_config(s.ldap)

@@ -11,6 +11,8 @@ import threading
 import uuid
 from datetime import datetime, timezone
 
+from voila_publisher.sync import metrics
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -47,8 +49,11 @@ class Job:
         with self._lock:
             for name, value in increments.items():
                 setattr(self, name, getattr(self, name) + value)
+        if "bytes_done" in increments:
+            metrics.record_bytes(self.kind, increments["bytes_done"])
 
     def error(self, path: str, message: str) -> None:
+        metrics.record_error(self.kind)
         with self._lock:
             if len(self.errors) < self.MAX_ERRORS:
                 self.errors.append({"path": path, "message": message})
@@ -59,10 +64,17 @@ class Job:
 
     def finish(self, message: str, *, failed: bool = False, reason: str | None = None) -> None:
         with self._lock:
+            first = self.finished is None
+            # A job stopped whole without a file error (interrupted, an internal error) is one error.
+            unexplained = failed and not self.errors
             self.state = "error" if failed or self.errors else "done"
             self.message = message
             self.reason = reason
             self.finished = _now()
+        if first:
+            metrics.record_job(self.kind, self.state)
+            if unexplained:
+                metrics.record_error(self.kind)
         self._done.set()
 
     def cancel(self) -> None:

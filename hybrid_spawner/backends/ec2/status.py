@@ -13,6 +13,8 @@ class EC2StatusCache(StatusCache):
     one API call per refresh up to 1000 servers.
     """
 
+    backend = "ec2"
+
     PAGE_SIZE = 1000
     _GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
 

@@ -30,6 +30,8 @@ def observe_server(server) -> NodeObservation:
 class OpenStackStatusCache(StatusCache):
     """Shared per (cloud settings, hub id): see :meth:`StatusCache.shared`."""
 
+    backend = "openstack"
+
     def __init__(self, interval: float, connect: Callable[[], object], hub_id: str):
         super().__init__(interval)
         self._connect = connect  # blocking; returns an openstack.connection.Connection

@@ -65,6 +65,8 @@ class SlurmStatusCache(StatusCache):
     "squeue"]``); ``env`` is its environment (``SLURM_CONF`` ...).
     """
 
+    backend = "slurm"
+
     def __init__(self, interval: float, command: Sequence[str] = ("squeue",), env: dict | None = None, timeout: float = 30.0):
         super().__init__(interval)
         self.command = list(command)
