@@ -165,6 +165,8 @@ class Reconciler(LoggingConfigurable):
             return "skipped: a spawn or stop is pending"
         reason = f"The server's node was gone when the hub checked its records ({f.detail})."
         self.log.warning("reconcile: %s/%s: marking stopped: %s", f.user, f.server or "(default)", reason)
+        # A fallback reason: User.stop polls first, and a spawner whose own poll sees the node
+        # gone replaces it with its more specific message (which instance, in what state).
         if hasattr(spawner, "last_stop_message"):
             spawner.last_stop_message = reason
             child = getattr(spawner, "child", None)
