@@ -209,10 +209,15 @@ def enable(config) -> Reconciler:
 
     reconciler = Reconciler(config=config)  # raises TraitError with the option's name
     register_reconcile_handlers()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # The file is read outside a hub (a config check, a test): the options are checked, no loop runs.
+        return reconciler
     if "task" not in _current:
         app = JupyterHub.instance()
         reconciler.app = app
         reconciler.log = app.log
         _current["reconciler"] = reconciler
-        _current["task"] = asyncio.get_running_loop().create_task(reconciler.run_forever())
+        _current["task"] = loop.create_task(reconciler.run_forever())
     return reconciler
