@@ -60,6 +60,8 @@ def test_a_hub_killed_during_a_spawn_leaves_no_orphan_and_loses_no_server(rworld
 
     try:
         hub.start()
+        if phase == "launched":  # the node runner stays paused: only the reconciler can end it
+            wait_until(lambda: world.live_instances(user) == [], GRACE + 30, "the orphan terminated")
     finally:
         if phase == "launched":
             os.kill(world.runner.proc.pid, signal.SIGCONT)
