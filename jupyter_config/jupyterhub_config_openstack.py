@@ -91,3 +91,13 @@ from hybrid_spawner.culler import idle_culler
 _culler, _culler_role = idle_culler(timeout=3600, cull_every=300)
 c.JupyterHub.services.append(_culler)
 c.JupyterHub.load_roles.append(_culler_role)
+
+# -- reconcile: nodes under this hub's tag that no server record claims (docs/reconcile.md) -------
+# "report" lists them at /hub/api/hybrid/reconcile and in the log; switch to "terminate" once the
+# report has shown only real leftovers. Set the options before enable(): it checks them at startup.
+from hybrid_spawner.reconcile import runner as _reconcile
+
+c.Reconciler.backends = ['openstack']
+c.Reconciler.mode = "report"
+c.Reconciler.grace_period = 900
+_reconcile.enable(c)

@@ -162,6 +162,15 @@ c.SlurmSpawner.node_python = {s.python!r}
 c.SlurmSpawner.status_refresh_interval = 1
 c.SlurmSpawner.start_timeout = 120
 
+# Reconcile (docs/reconcile.md): the demo's clouds are simulators, so orphans are ended after a minute.
+from hybrid_spawner.reconcile import runner as _reconcile
+
+c.Reconciler.backends = ["ec2"] + (["openstack"] if {s.openstack_clouds_yaml!r} else [])
+c.Reconciler.mode = "terminate"
+c.Reconciler.grace_period = 60
+c.Reconciler.interval = 30
+_reconcile.enable(c)
+
 c.Spawner.cmd = [{s.singleuser!r}]
 c.Spawner.default_url = "/lab"
 c.Spawner.poll_interval = 5
