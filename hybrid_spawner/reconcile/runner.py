@@ -20,6 +20,7 @@ from collections import deque
 from traitlets import Enum, Float, Integer, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
+from hybrid_spawner import metrics
 from hybrid_spawner.backends import BACKENDS, spawner_class
 from hybrid_spawner.reconcile import plan as rplan
 from hybrid_spawner.reconcile.records import hub_records
@@ -147,11 +148,14 @@ class Reconciler(LoggingConfigurable):
                 self.first_seen.pop((f.backend, f.node_id), None)
                 self.log.warning("reconcile: terminated orphan %s node %s (%s), unclaimed for %.0fs",
                                  f.backend, f.node_id, f.detail, f.unclaimed_for)
+                metrics.record_reconciled(f.backend, "terminated")
                 return "terminated"
             self.log.warning("reconcile: orphan %s node %s (%s), unclaimed for %.0fs: %s", f.backend, f.node_id,
                              f.detail, f.unclaimed_for, {rplan.REPORT: "reported only (mode report)",
                                                          rplan.WAIT_GRACE: "within the grace period",
                                                          rplan.WAIT_SPAWN: "a spawn is pending"}[f.action])
+            if f.action == rplan.REPORT:
+                metrics.record_reconciled(f.backend, "reported")
             return "reported"
         return await self._mark_stopped(f)
 
@@ -177,6 +181,7 @@ class Reconciler(LoggingConfigurable):
         except Exception as e:
             self.log.error("reconcile: stopping %s/%s failed: %s", f.user, f.server, e)
             return f"stop failed: {e}"[:300]
+        metrics.record_reconciled(f.backend, "stopped")
         return "marked stopped"
 
     # ------------------------------------------------------------------ loop

@@ -74,6 +74,7 @@ def test_an_orphan_is_terminated_after_the_grace_period_and_foreign_nodes_are_ne
     assert found[0]["action"] == "wait-grace" and found[-1]["result"] == "terminated"
     assert found[-1]["unclaimed_for"] >= GRACE
     assert f"reconcile: terminated orphan ec2 node {mine}" in world.hub.log_text()
+    assert reconciled(world, "terminated") >= 1  # an operator graphs it (docs/metrics.md)
     # Another hub's instance and an untagged one are not even listed.
     listed_ids = {f["node_id"] for p in passes(world) for f in p["findings"]}
     assert foreign not in listed_ids and untagged not in listed_ids
@@ -92,6 +93,7 @@ def test_a_record_whose_instance_is_gone_is_marked_stopped_with_the_reason(rworl
     assert "reconcile: gwen/(default): marking stopped" in log and instance in log
     gone = [f for p in passes(world) for f in p["findings"] if f["kind"] == "gone" and f["user"] == "gwen"]
     assert gone and gone[-1]["result"] == "marked stopped"
+    assert reconciled(world, "stopped") >= 1
     # The user sees why on the next spawn, which works.
     events = spawn_and_watch(world, "gwen")
     # (the reconciler's reason, or the spawner's own more specific one when its poll saw the end)
@@ -124,3 +126,14 @@ _reconcile.enable(c)
         hub.start(timeout=30)
     hub.stop()
     assert "The 'mode' trait of a Reconciler instance expected any of ['report', 'terminate']" in hub.log_text()
+
+
+def reconciled(world, action: str) -> float:
+    """hybrid_nodes_reconciled_total{backend="ec2",action=...} on the hub's /hub/metrics."""
+    import re
+    import urllib.request
+
+    request = urllib.request.Request(f"{world.hub.url}/hub/metrics", headers={"Authorization": f"token {world.hub.admin_token}"})
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    found = re.search(r'hybrid_nodes_reconciled_total\{action="%s",backend="ec2"\} ([0-9.]+)' % action, text)
+    return float(found.group(1)) if found else 0.0
