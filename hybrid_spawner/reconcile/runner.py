@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import replace
 
 from traitlets import Enum, Float, Integer, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
@@ -113,9 +114,10 @@ class Reconciler(LoggingConfigurable):
 
     async def _run_once(self) -> dict:
         started = time.time()
+        before = hub_records(self.app)
         results = await asyncio.gather(*(self._list(b) for b in self.backends))
         listings = {b: r[0] for b, r in zip(self.backends, results)}
-        records = hub_records(self.app)
+        records = settled_records(before, hub_records(self.app))
         findings, self.first_seen = rplan.plan(records, listings, self.first_seen, time.monotonic(),
                                                self.mode, self.grace_period)
         done = []
@@ -193,6 +195,20 @@ class Reconciler(LoggingConfigurable):
             except Exception:
                 self.log.exception("reconcile: pass failed")
             await asyncio.sleep(self.interval)
+
+
+def settled_records(before: list[rplan.Record], after: list[rplan.Record]) -> list[rplan.Record]:
+    """The records read after the listing, those that changed while it ran marked pending.
+
+    A listing under throttling and retries can take longer than a spawn: a node launched after
+    the listing's snapshot whose spawn saved its state before the listing returned is absent
+    from the listing yet claimed by a fresh record. Read only after the listing, that record
+    would be "gone" and its brand-new server stopped. Marked pending it is not judged this pass
+    (the next one lists its node), and it still claims its node.
+    """
+    seen = {(r.user, r.server, r.backend, r.node_id) for r in before}
+    return [r if r.pending or (r.user, r.server, r.backend, r.node_id) in seen else replace(r, pending=True)
+            for r in after]
 
 
 _current: dict[str, object] = {}
