@@ -85,12 +85,9 @@ def slurm_available() -> str | None:
 
 def ensure_account(name: str) -> None:
     """Slurm jobs run as the hub user's Unix account."""
-    import pwd
+    from simulators.accounts import ensure_account as ensure
 
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True, capture_output=True)
+    ensure(name)
 
 
 @dataclass

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from simulators.accounts import ensure_account
+
 
 #: Hub user = Unix user that Slurm jobs run as (created once; kept, so concurrent runs can share it).
 SLURM_TEST_USER = "slurmtest"
@@ -19,12 +21,7 @@ SLURM_TEST_USER = "slurmtest"
 
 def ensure_unix_user(name: str) -> str:
     """Create ``name`` with a home directory unless it exists (the tests run as root)."""
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        result = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], capture_output=True, text=True)
-        if result.returncode != 0 and "already exists" not in result.stderr:
-            raise RuntimeError(f"useradd {name} failed: {result.stderr}")
+    ensure_account(name)
     return name
 
 

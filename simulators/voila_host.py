@@ -30,6 +30,7 @@ from pathlib import Path
 from voila_publisher.tokens import derive_publish_token
 
 from simulators.nginx import NginxProcess
+from simulators.accounts import ensure_account
 from simulators.processes import ManagedProcess, as_user, child_env, free_port, http_ok, tcp_open, venv_bin_dir
 
 PUBLISHER_USER = "publisher"
@@ -39,17 +40,7 @@ NGINX_USER = "www-data"
 
 def ensure_service_account(name: str) -> None:
     """A system account without a login or a home, as a package would create it."""
-    try:
-        pwd.getpwnam(name)
-        return
-    except KeyError:
-        pass
-    result = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0 and "already exists" not in result.stderr:
-        raise RuntimeError(f"useradd {name} failed: {result.stderr}")
+    ensure_account(name, system=True)
 
 
 def _own(path: Path, user: str, group: str, mode: int) -> None:

@@ -206,14 +206,9 @@ def _prepare_home(spawner):
         notification.parent.mkdir(parents=True, exist_ok=True)
         notification.write_text(_QUIET_LAB)
     if os.geteuid() == 0:
-        import pwd, subprocess
-        try:
-            account = pwd.getpwnam(spawner.user.name)
-        except KeyError:
-            # Notebook code runs as the researcher's own account on every backend, never root.
-            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", spawner.user.name],
-                           check=True, capture_output=True)
-            account = pwd.getpwnam(spawner.user.name)
+        from simulators.accounts import ensure_account
+        # Notebook code runs as the researcher's own account on every backend, never root.
+        account = ensure_account(spawner.user.name)
         for path in (home, welcome, *_lab_settings(spawner.user.name).rglob("*"), _lab_settings(spawner.user.name)):
             os.chown(path, account.pw_uid, account.pw_gid)
 
