@@ -19,7 +19,7 @@ a free one when that is 0), ``HYBRID_NODE_EXTRA_ARGS`` (appended to the command,
 ``--allow-root`` where nodes run as root), ``HYBRID_NODE_READY_TIMEOUT`` (seconds, default 300),
 ``HYBRID_NODE_CREDENTIALS_DIR`` (where the credentials file goes; default a new private
 temporary directory).
-Only the standard library is used, so the agent runs on any Python 3.8+ of the node image.
+Only the standard library is used, so the agent runs on any Python 3.9+ of the node image (docs/node-image.md).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import sys
 
 from batchspawner import SlurmSpawner as BatchSlurmSpawner
 from batchspawner.batchspawner import format_template
-from traitlets import Dict, Float, List, Unicode, default
+from traitlets import Dict, Enum, Float, List, TraitError, Unicode, default, validate
 
 from hybrid_spawner.backends.slurm.batchspawner_guard import close_batchspawner_endpoint
 from hybrid_spawner.status import NodeState
@@ -42,6 +42,15 @@ SAFE_DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.:,=+%/@-]*$")
 DIRECTIVE_FIELDS = ("partition", "nprocs", "memory", "runtime", "gres", "account", "qos", "reservation")
 # Environment variables passed to sbatch (never the hub's secrets or the server's token).
 SUBMIT_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "SLURM_CONF", "SLURM_CLUSTERS")
+# batchspawner traits this spawner does not use; setting one is refused instead of ignored.
+REFUSED_TRAITS = {
+    "req_options": "put each option in c.SlurmSpawner.extra_directives (one #SBATCH option per entry, "
+                   "e.g. [\"--constraint=skylake\"])",
+    "req_cluster": "this spawner submits to and polls one cluster (the hub's SLURM_CONF); run one hub per "
+                   "cluster, or point SLURM_CONF at the cluster with c.SlurmSpawner.submit_environment",
+}
+# How the job script gets the user's login environment (for `module load ...` in req_prologue).
+LOGIN_ENVIRONMENTS = ("none", "login-shell", "get-user-env")
 
 
 class SlurmSubmitError(RuntimeError):
@@ -131,6 +140,29 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         The hub's PATH, LANG and SLURM_CONF are passed on anyway; its secrets never are.""",
     )
 
+    login_environment = Enum(
+        LOGIN_ENVIRONMENTS,
+        "none",
+        config=True,
+        help="""How the job script gets the user's login environment, which `module load ...`
+        in req_prologue needs on most clusters (Lmod/Environment Modules are set up by the login
+        profile). "none": Slurm's own propagation only (the hub's PATH, LANG, SLURM_CONF).
+        "login-shell": the script runs under `bash -l`, so /etc/profile and the user's
+        ~/.bash_profile (or ~/.profile) are read on the compute node before the prologue; an
+        error in a user's profile then shows in the job's output. "get-user-env": adds
+        `#SBATCH --get-user-env`, where slurmd loads the user's login environment; Slurm honours
+        it only when sbatch runs as root (an empty exec_prefix and a root hub), so prefer
+        "login-shell" with the default `sudo -u {username}` exec_prefix.""",
+    )
+
+    @validate(*REFUSED_TRAITS)
+    def _refuse_unused_batchspawner_traits(self, proposal):
+        value = proposal["value"]
+        if value:
+            name = proposal["trait"].name
+            raise TraitError(f"SlurmSpawner.{name} = {value!r} is not supported: {REFUSED_TRAITS[name]}.")
+        return value
+
     @default("req_keepvars")
     def _req_keepvars_default(self):
         # batchspawner lists the server's environment here for `--export`; our jobs get that
@@ -206,6 +238,8 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
                 "extra_directives": list(self.extra_directives),
                 "prologue": self.req_prologue,
                 "bind_ip": self.node_bind_ip,
+                "login_shell": self.login_environment == "login-shell",
+                "get_user_env": self.login_environment == "get-user-env",
             }
         }
 

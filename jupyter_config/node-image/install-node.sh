@@ -1,0 +1,36 @@
+#!/bin/bash
+# Install the node side of jupyter-hybrid-cloud into a node image (docs/node-image.md).
+# Run it as root on the image builder: as cloud-init user-data of a builder instance, as a Packer
+# shell provisioner, or by hand. Then create the AMI and run publish-ami.sh with its id.
+#
+# Settings (environment):
+#   PYTHON       interpreter of the image, 3.9 or newer           (default: python3)
+#   PREFIX       where the world-readable virtual environment goes (default: /opt/jupyter)
+#   WHEELHOUSE   a directory of wheels for a site without an index: pip then installs with
+#                --no-index --find-links "$WHEELHOUSE" (build it with `pip wheel`, see the docs)
+#   PACKAGES     what to install (default: the distribution with the Lab extension)
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+PREFIX=${PREFIX:-/opt/jupyter}
+PACKAGES=${PACKAGES:-"jupyter-hybrid-cloud[lab]"}
+
+"$PYTHON" - <<'PY' || { echo "install-node: $PYTHON is older than 3.9; the node side needs 3.9+" >&2; exit 2; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 9) else 1)
+PY
+
+"$PYTHON" -m venv "$PREFIX"
+pip_args=()
+if [ -n "${WHEELHOUSE:-}" ]; then
+    [ -d "$WHEELHOUSE" ] || { echo "install-node: WHEELHOUSE $WHEELHOUSE is not a directory" >&2; exit 2; }
+    pip_args=(--no-index --find-links "$WHEELHOUSE")
+fi
+# shellcheck disable=SC2086  # PACKAGES is a list of requirement strings
+"$PREFIX/bin/pip" install "${pip_args[@]}" $PACKAGES
+# Jobs and servers run as the researcher: everyone reads and runs, nobody but root writes.
+chmod -R a+rX,go-w "$PREFIX"
+
+# The node agent is what the boot script starts; fail the image build, not the first spawn.
+"$PREFIX/bin/python" -c "import hybrid_spawner.node_agent, voila_publisher.extension"
+echo "install-node: node side installed in $PREFIX; set c.EC2Spawner.node_python = \"$PREFIX/bin/python\""
