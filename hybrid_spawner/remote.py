@@ -135,7 +135,7 @@ class RemoteSpawner(Spawner):
         "",
         config=True,
         help="""The publisher API of the public Voila host as nodes reach it (its private address),
-        e.g. "http://10.0.3.10/api/". Given to every node as HYBRID_PUBLISHER_URL, on top of
+        e.g. "http://10.0.2.10:8080/api/". Given to every node as HYBRID_PUBLISHER_URL, on top of
         Spawner.environment (so replacing `environment` in a subclass's section cannot drop it).
         Set it together with publisher_secret_file; empty: the nodes' Publish button says
         publishing is not configured.""",

@@ -49,7 +49,7 @@ TLS_SETTINGS = dict(
     listen="443 ssl default_server",
     tls={"certificate": "/etc/ssl/dashboards/fullchain.pem", "key": "/etc/ssl/dashboards/privkey.pem"},
     real_ip_from=("10.0.1.0/24",),
-    api_listen="10.0.3.10:80 default_server",
+    api_listen="10.0.2.10:8080 default_server",
     redirect_listen="80",
 )
 TLS_CONF = NGINX_DIR / "public-host-tls.conf"

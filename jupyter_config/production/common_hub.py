@@ -67,7 +67,7 @@ c.GenericOAuthenticator.admin_groups = {"research-admins"}  # CHANGE ME
 # Every node gets the publisher's private address, the public URL and a publish token derived
 # for its user from this secret (read at every spawn: rotating it needs no hub restart). These
 # options are merged after Spawner.environment, so an `environment` set anywhere keeps them.
-c.RemoteSpawner.publisher_url = "http://10.0.3.10/api/"  # the public host's private address. CHANGE ME
+c.RemoteSpawner.publisher_url = "http://10.0.2.10:8080/api/"  # the public host's private address and API port. CHANGE ME
 c.RemoteSpawner.publisher_public_url = "https://dashboards.example.org"  # CHANGE ME
 c.RemoteSpawner.publisher_secret_file = "/etc/jupyterhub/publisher_secret"
 

@@ -131,26 +131,26 @@ def test_the_public_server_never_serves_the_api(tls_host):
 
 def test_the_api_is_the_private_address_default_server_beside_a_stock_default_site(tls_host):
     port = tls_host["private_port"]
-    status, _, body = request(PRIVATE, port, "/api/dashboards", headers={**bearer(NEW), "Host": "10.0.3.10"})
+    status, _, body = request(PRIVATE, port, "/api/dashboards", headers={**bearer(NEW), "Host": "10.0.2.10:8080"})
     assert status == 200, body
     assert isinstance(json.loads(body), list)
     # The same port on another address is the stock site's: the API is not there.
-    status, _, body = request(PUBLIC, port, "/api/dashboards", headers={**bearer(NEW), "Host": "10.0.3.10"})
+    status, _, body = request(PUBLIC, port, "/api/dashboards", headers={**bearer(NEW), "Host": "10.0.2.10:8080"})
     assert status == 200 and body == "stock default site\n"
     # Plain HTTP for the public name redirects to HTTPS.
     status, headers, _ = request(PUBLIC, port, "/", headers={"Host": "dashboards.example.org"})
     assert status == 301 and headers["Location"] == "https://dashboards.example.org/"
     # Without a token: refused by nginx before the publisher.
-    status, _, body = request(PRIVATE, port, "/api/dashboards", headers={"Host": "10.0.3.10"})
+    status, _, body = request(PRIVATE, port, "/api/dashboards", headers={"Host": "10.0.2.10:8080"})
     assert status == 401 and json.loads(body)["reason"] == "no-token"
 
 
 def test_tokens_of_the_new_and_the_previous_secret_work_during_a_rotation(tls_host):
     port = tls_host["private_port"]
     for secret in (NEW, OLD):
-        status, _, body = request(PRIVATE, port, "/api/dashboards", headers={**bearer(secret), "Host": "10.0.3.10"})
+        status, _, body = request(PRIVATE, port, "/api/dashboards", headers={**bearer(secret), "Host": "10.0.2.10:8080"})
         assert status == 200, (secret[:8], body)
-    status, _, body = request(PRIVATE, port, "/api/dashboards", headers={**bearer("some-other-secret-" + "x" * 20), "Host": "10.0.3.10"})
+    status, _, body = request(PRIVATE, port, "/api/dashboards", headers={**bearer("some-other-secret-" + "x" * 20), "Host": "10.0.2.10:8080"})
     assert status == 401 and json.loads(body)["reason"] == "invalid-token"
 
 
