@@ -21,7 +21,7 @@ from traitlets import Bool, Callable, Dict, Integer, List, Unicode, default
 from hybrid_spawner.backends.ec2 import plan
 from hybrid_spawner.backends.ec2.client import aws_client, known_regions
 from hybrid_spawner.backends.ec2.status import EC2StatusCache
-from hybrid_spawner.remote import RemoteSpawner, SpawnFailed
+from hybrid_spawner.remote import BackendFull, RemoteSpawner, SpawnFailed
 
 class EC2Spawner(RemoteSpawner):
     """Spawn each server on a private EC2 instance (RunInstances with a bootstrap user-data)."""
@@ -210,7 +210,7 @@ class EC2Spawner(RemoteSpawner):
             instance = reply["Instances"][0]
             self.launched_instance_type = instance["InstanceType"]
             return instance["InstanceId"]
-        raise SpawnFailed(
+        raise BackendFull(
             f"Could not start the server: EC2 has no capacity for {', '.join(self._instance_types())} "
             f"right now ({last_error}). Try again later."
         )
