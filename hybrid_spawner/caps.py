@@ -21,6 +21,7 @@ slot, the others see it taken and are refused before anything is launched.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -140,7 +141,8 @@ def outside_nodes(
     return found
 
 
-Listing = Callable[[], Awaitable["Mapping[str, NodeObservation] | None"]]
+# Called with the time (monotonic) the listing must be younger than; returns it, or None.
+Listing = Callable[[float], Awaitable["Mapping[str, NodeObservation] | None"]]
 
 
 class CapGate:
@@ -149,6 +151,9 @@ class CapGate:
     def __init__(self) -> None:
         self._holdings: dict[str, Holding] = {}
         self._lock: asyncio.Lock | None = None
+        # A listing older than the last release may still show the released server's node
+        # running, without a holding naming it: it would count as started outside the hub.
+        self._released_at = 0.0
 
     @property
     def holdings(self) -> list[Holding]:
@@ -162,7 +167,7 @@ class CapGate:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            listed = await listing() if limits.per_backend or limits.per_user else None
+            listed = await listing(self._released_at) if limits.per_backend or limits.per_user else None
             why = refusal(request, self._holdings.values(), listed, limits, backend_label)
             if why:
                 raise CapReached(why[1], why[0])
@@ -173,21 +178,23 @@ class CapGate:
         self._holdings[holding.key] = holding
 
     def release(self, key: str) -> None:
-        self._holdings.pop(key, None)
+        if self._holdings.pop(key, None) is not None:
+            self._released_at = time.monotonic()
 
 
 #: The one gate of this hub process (the hub runs one event loop).
 GATE = CapGate()
 
 
-async def backend_listing(cache, max_age: float) -> Mapping[str, NodeObservation]:
-    """Every node the backend lists for this hub, at most ``max_age`` seconds old.
+async def backend_listing(cache, max_age: float, fresh_after: float = 0.0) -> Mapping[str, NodeObservation]:
+    """Every node the backend lists for this hub, at most ``max_age`` seconds old and started
+    after ``fresh_after`` (a ``time.monotonic()``; the gate's last release).
 
     Uses the backend's shared status cache, so concurrent spawns share its one batched call.
     Raises :class:`CapUnknown` when the listing fails: a cap that cannot be counted is not
     enforced by guessing.
     """
-    await cache.refresh_if_stale(max_age)
+    await cache.refresh_if_stale(min(max_age, max(0.0, time.monotonic() - fresh_after)))
     listed = cache.listed()
     if listed is None:
         raise CapUnknown(

@@ -305,12 +305,12 @@ class HybridSpawner(Spawner):
             per_step=step.max_servers or 0,
         )
 
-        async def listing():
+        async def listing(fresh_after: float):
             try:
                 cache = child.status_cache()
             except NotImplementedError:
                 return None
-            return await caps.backend_listing(cache, self.cap_listing_max_age)
+            return await caps.backend_listing(cache, self.cap_listing_max_age, fresh_after)
 
         await caps.GATE.admit(
             self._holding(profile.slug, step.backend, child), limits, listing, chain.step_label(step)
