@@ -20,7 +20,7 @@ from tornado import web
 from traitlets import Any as AnyTrait
 from traitlets import Callable, Dict, Float, Integer, List, TraitError, Unicode, Union, default
 
-from hybrid_spawner import caps, chain
+from hybrid_spawner import caps, chain, startup_check
 from hybrid_spawner._version import __version__
 from hybrid_spawner.backends import BACKENDS, spawner_class
 from hybrid_spawner.profiles import (
@@ -417,3 +417,7 @@ def _set_override(child: Spawner, name: str, value: Any) -> None:
             setattr(child, name, str(value))
         else:
             raise
+
+
+# A hub configured with HybridSpawner checks its profiles when it starts (see startup_check).
+startup_check.install(HybridSpawner)
