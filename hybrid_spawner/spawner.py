@@ -21,6 +21,8 @@ from traitlets import Any as AnyTrait
 from traitlets import Callable, Dict, Float, Integer, List, TraitError, Unicode, Union, default
 
 from hybrid_spawner import caps, chain, startup_check
+from hybrid_spawner.costs import recorder as usage_recorder
+from hybrid_spawner.costs.handlers import register_cost_handlers
 from hybrid_spawner._version import __version__
 from hybrid_spawner.backends import BACKENDS, spawner_class
 from hybrid_spawner.profiles import (
@@ -144,6 +146,22 @@ class HybridSpawner(Spawner):
         arriving together share one listing call; 0 lists afresh for every spawn.""",
     )
 
+    usage_ledger = Unicode(
+        "hybrid_usage.sqlite",
+        config=True,
+        help="""SQLite file where each server's start and stop (user, profile, backend, hourly
+        price) are recorded, for the month-to-date figures on the spawn form, the admin page
+        /hub/hybrid/costs and /hub/api/hybrid/costs. A relative path is relative to the hub's
+        working directory, beside the default jupyterhub.sqlite. Empty: record nothing.""",
+    )
+    price_table = Unicode(
+        "",
+        config=True,
+        help="""Optional JSON price table (see docs/costs.md): hourly prices per launched
+        instance type, per profile (and backend), per backend. Prices not in it come from
+        the profile's cost_per_hour. Read at each start; checked when the hub starts.""",
+    )
+
     child = AnyTrait(None, allow_none=True)
     child_backend = Unicode("")
     child_profile = Unicode("")
@@ -201,7 +219,7 @@ class HybridSpawner(Spawner):
             return "<p class='alert alert-warning'>No server profile is available to you. Ask your administrator.</p>"
         last = dict(self.orm_spawner.user_options or {}) if self.orm_spawner is not None else {}
         path = Path(self.form_template) if self.form_template else TEMPLATES / "form.html"
-        return render_form(path.read_text(), profiles, last)
+        return render_form(path.read_text(), profiles, last, await usage_recorder.month_to_date(self))
 
     async def options_from_query(self, query_data):
         """A spawn link (``GET /hub/spawn/<user>?opt-profile=<slug>&opt-cpus=2``): checked in full
@@ -272,6 +290,9 @@ class HybridSpawner(Spawner):
         finally:
             attempts.finish()
         self.log.info("%s: started profile %s on %s", self._log_name, profile.slug, step.backend)
+        await usage_recorder.record_start(
+            self, profile=profile.slug, backend=step.backend, child=child, profile_price=profile.cost_per_hour
+        )
         return result
 
     def _child_for_step(self, step) -> Spawner:
@@ -322,6 +343,7 @@ class HybridSpawner(Spawner):
     async def stop(self, now=False):
         if self.child is not None:
             await self.child.stop(now=now)
+            await usage_recorder.record_stop(self)
         self._release_slot()
 
     async def poll(self):
@@ -388,9 +410,10 @@ def _options_applied_in_start(spawner, user_options) -> None:
     return None
 
 
-def render_form(template_text: str, profiles: list[Profile], last_options: dict) -> str:
+def render_form(template_text: str, profiles: list[Profile], last_options: dict, spent: dict | None = None) -> str:
     """The spawn form for ``profiles`` (already filtered for the user), pre-selecting the
-    user's last profile and its option values. Autoescaped: names come from config."""
+    user's last profile and its option values, with the user's month to date (``spent``, the
+    JSON of :mod:`hybrid_spawner.costs`) when known. Autoescaped: names come from config."""
     selected = default_profile(profiles, last_options.get("profile"))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(template_text).render(
@@ -398,6 +421,7 @@ def render_form(template_text: str, profiles: list[Profile], last_options: dict)
         selected=selected.slug,
         field=form_field,
         last_values=last_options if last_options.get("profile") == selected.slug else {},
+        spent=spent,
     )
 
 
@@ -421,3 +445,4 @@ def _set_override(child: Spawner, name: str, value: Any) -> None:
 
 # A hub configured with HybridSpawner checks its profiles when it starts (see startup_check).
 startup_check.install(HybridSpawner)
+register_cost_handlers()

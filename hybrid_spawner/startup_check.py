@@ -10,6 +10,7 @@ Profiles given as a callable are computed per user and are checked at spawn time
 
 from __future__ import annotations
 
+from hybrid_spawner.costs.prices import PriceTableError, load_price_table
 from hybrid_spawner.profiles import ProfileConfigError, parse_profiles
 
 
@@ -21,6 +22,10 @@ def check_profiles(spawner_class, config) -> int:
     """Parse the configured profiles as a spawn would; return how many there are (0 for a
     callable). Raises :class:`InvalidProfiles` with the admin's mistake."""
     probe = spawner_class(config=config)
+    try:
+        load_price_table(probe.price_table)
+    except PriceTableError as e:
+        raise InvalidProfiles(f"HybridSpawner.price_table is invalid: {e}") from None
     raw = probe.profiles
     if callable(raw):
         return 0
