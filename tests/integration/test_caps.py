@@ -3,18 +3,13 @@ the last slot, an instance started outside the hub counting, the per-user cap, r
 
 from __future__ import annotations
 
-import secrets
 import threading
-from types import SimpleNamespace
 
 import pytest
 
 from hybrid_spawner.backends.ec2.plan import TAG_HUB, TAG_OWNER
-from simulators.hub import LocalHub
-from simulators.moto import MOTO_CREDENTIALS
-from simulators.noderunner import NodeRunnerProcess
 from simulators.processes import wait_until
-from tests.fixtures.ec2 import REGION, aws, ec2_hub_config, make_network
+from tests.fixtures.hybrid_ec2 import hybrid_ec2_hub, live_instances
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +26,7 @@ c.HybridSpawner.cap_listing_max_age = 0.5
 
 
 def live(ec2, hub_id: str) -> list[dict]:
-    reply = ec2.describe_instances(
-        Filters=[
-            {"Name": f"tag:{TAG_HUB}", "Values": [hub_id]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-        ]
-    )
-    return [i for r in reply["Reservations"] for i in r["Instances"]]
+    return live_instances(ec2, hub_id)
 
 
 def owner_of(instance: dict) -> str:
@@ -46,24 +35,8 @@ def owner_of(instance: dict) -> str:
 
 @pytest.fixture(scope="module")
 def capped(moto_server, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("caps")
-    hub_id = f"caps-hub-{secrets.token_hex(4)}"
-    net = make_network(moto_server.url)
-    config = ec2_hub_config(moto_server.url, hub_id, directory / "overrides.json", net) + CAPS
-    runner = NodeRunnerProcess(directory / "nodes", hub_id=hub_id, endpoint_url=moto_server.url, region=REGION)
-    runner.env.update(MOTO_CREDENTIALS)
-    runner.start()
-    ec2 = aws("ec2", moto_server.url)
-    hub = LocalHub(directory / "hub", config, env=MOTO_CREDENTIALS)
-    try:
-        hub.start()
-        yield SimpleNamespace(hub=hub, ec2=ec2, hub_id=hub_id, net=net)
-    finally:
-        hub.stop()
-        left = [i["InstanceId"] for i in live(ec2, hub_id)]
-        if left:
-            ec2.terminate_instances(InstanceIds=left)
-        runner.stop()
+    with hybrid_ec2_hub(moto_server.url, tmp_path_factory.mktemp("caps"), CAPS) as world:
+        yield world
 
 
 def launch_outside_the_hub(world) -> str:
