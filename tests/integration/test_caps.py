@@ -3,9 +3,13 @@ the last slot, an instance started outside the hub counting, the per-user cap, r
 
 from __future__ import annotations
 
+import html
+import re
 import threading
+from urllib.parse import urljoin
 
 import pytest
+import requests
 
 from hybrid_spawner.backends.ec2.plan import TAG_HUB, TAG_OWNER
 from simulators.processes import wait_until
@@ -82,6 +86,11 @@ def test_twenty_spawns_racing_for_the_last_slot_give_one_server(capped):
     for user in refused:
         assert hub.server_model(user) is None
 
+    # Through the spawn form: the page shows the reason, nothing is launched.
+    page = post_spawn_form(hub, next(iter(refused)))
+    assert "EC2 is full: 2 servers are running there and the cap is 2" in html.unescape(page), page[-3000:]
+    assert len(live(capped.ec2, capped.hub_id)) == 2
+
     # The per-user cap (1): the winner's second, named server is refused, nothing launched.
     status, body = hub.spawn(winner, "second")
     assert status == 429 and "You already have 1 running servers ((default)) and the cap per user is 1" in body["message"]
@@ -97,3 +106,17 @@ def test_twenty_spawns_racing_for_the_last_slot_give_one_server(capped):
     capped.ec2.terminate_instances(InstanceIds=[outside])
     hub.stop_server(loser)
     wait_until(lambda: not live(capped.ec2, capped.hub_id), 60, "every instance to end")
+
+
+def post_spawn_form(hub, user: str) -> str:
+    """Log in as ``user``, post the spawn form for the default profile, return the page shown."""
+    browser = requests.Session()
+    login = browser.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login.text).group(1)
+    r = browser.post(f"{hub.url}/hub/login", data={"username": user, "password": hub.password, "_xsrf": xsrf},
+                     allow_redirects=False, timeout=30)
+    assert r.status_code == 302, r.text[:300]
+    form = browser.get(f"{hub.url}/hub/spawn/{user}", timeout=30)
+    action = html.unescape(re.search(r'<form[^>]*id="spawn_form"[^>]*action="([^"]+)"', form.text, re.S).group(1))
+    answer = browser.post(urljoin(hub.url, action), files={"profile": (None, "cloud")}, timeout=60)
+    return answer.text
