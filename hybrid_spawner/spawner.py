@@ -331,6 +331,12 @@ class HybridSpawner(Spawner):
                 cache = child.status_cache()
             except NotImplementedError:
                 return None
+            except Exception as e:  # e.g. an OpenStack cloud missing from clouds.yaml
+                self.log.warning("%s: no status listing for the caps: %s", self._log_name, e)
+                raise caps.CapUnknown(
+                    f"Cannot count the running servers on {chain.step_label(step)} right now "
+                    f"({type(e).__name__}); please tell your administrator."
+                ) from None
             return await caps.backend_listing(cache, self.cap_listing_max_age, fresh_after)
 
         await caps.GATE.admit(
