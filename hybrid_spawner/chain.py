@@ -70,8 +70,9 @@ class Attempts:
         self._items.append(("note", {"progress": progress, "message": message}))
         self._changed.set()
 
-    def child(self, child) -> None:
-        self._items.append(("child", child))
+    def child(self, child, start: asyncio.Future) -> None:
+        """Stream ``child``'s progress; ``start`` is the future of its ``start()``."""
+        self._items.append(("child", (child, start)))
         self._changed.set()
 
     def finish(self) -> None:
@@ -87,7 +88,12 @@ class Attempts:
                 if kind == "note":
                     yield item
                 else:
-                    async for event in item.progress():
+                    child, start = item
+                    # A RemoteSpawner's stream ends at once if read before its start() has
+                    # created the start task (start() may await checks first): wait for it.
+                    while getattr(child, "_start_task", True) is None and not start.done():
+                        await asyncio.sleep(0.05)
+                    async for event in child.progress():
                         yield event
             if self._finished:
                 return
@@ -103,8 +109,7 @@ async def run_step(child, step, attempts: Attempts, poll: float = 1.0):
     is cancelled (its cleanup terminates the node: ``scancel`` for Slurm).
     """
     task = asyncio.ensure_future(child.start())
-    await asyncio.sleep(0)  # let child.start() create its progress stream before it is read
-    attempts.child(child)
+    attempts.child(child, task)
     watcher = asyncio.ensure_future(_queue_timeout(child, step.queue_timeout, poll)) if step.queue_timeout else None
     try:
         waiting = {task} if watcher is None else {task, watcher}
