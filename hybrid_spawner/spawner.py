@@ -355,7 +355,12 @@ class HybridSpawner(Spawner):
     async def poll(self):
         if self.child is None:
             return 0
-        return await self.child.poll()
+        status = await self.child.poll()
+        if status is not None:
+            # The hub does not call stop() for a server that poll() reports ended (a node
+            # terminated outside JupyterHub): its usage row is closed here, when it is noticed.
+            await usage_recorder.record_stop(self)
+        return status
 
     async def progress(self):
         try:

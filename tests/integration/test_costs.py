@@ -13,7 +13,7 @@ import requests
 
 from hybrid_spawner.costs.arithmetic import Month
 from hybrid_spawner.costs.ledger import UsageLedger
-from tests.fixtures.hybrid_ec2 import hybrid_ec2_hub
+from tests.fixtures.hybrid_ec2 import hybrid_ec2_hub, live_instances
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +26,7 @@ c.HybridSpawner.profiles = [
      "overrides": {{"instance_types": ["t3.micro"]}}}},
 ]
 c.HybridSpawner.price_table = {prices!r}
+c.HybridSpawner.poll_interval = 2
 """
 
 
@@ -129,6 +130,19 @@ def test_a_hub_restart_keeps_the_figures_and_the_running_server_is_closed_at_its
     hub.stop_server("spender")
     _, stopped = costs(hub)
     assert spender_line(stopped)["running"] == 0
+
+
+def test_a_server_ended_outside_the_hub_is_closed_when_the_hub_notices(world):
+    hub = world.hub
+    hub.spawn("other")
+    hub.wait_ready("other", timeout=120)
+    (instance,) = [i["InstanceId"] for i in live_instances(world.ec2, world.hub_id)
+                   if {t["Key"]: t["Value"] for t in i["Tags"]}.get("jupyterhub/owner") == "other"]
+    world.ec2.terminate_instances(InstanceIds=[instance])  # from the console, not the hub
+    hub.wait_stopped("other", timeout=60)
+    _, figures = costs(hub, "?user=other")
+    (line,) = figures["by_user"]
+    assert line["running"] == 0 and line["hours"] > 0
 
 
 def time_now():
