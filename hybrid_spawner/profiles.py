@@ -16,6 +16,12 @@ An admin declares profiles in the shape KubeSpawner's ``profile_list`` made fami
         },
         "allowed_groups": ["hpc"], "allowed_users": ["ada"],   # omitted: everyone
         "cost_per_hour": 0.0,                    # shown in the form
+        "max_servers": 10,                       # cap on this profile's running servers
+        "queue_timeout": 30,                     # Slurm: move on along the burst chain after 30 s pending
+        "burst": [                               # where to go when the backend above is full
+            {"backend": "openstack", "overrides": {"flavor": "m1.small"}},
+            {"backend": "ec2", "overrides": {"instance_types": ["t3.micro"]}},
+        ],
     }
 
 Admin mistakes raise :class:`ProfileConfigError` when the profiles are loaded; a request
@@ -49,8 +55,12 @@ PROFILE_KEYS = frozenset(
         "allowed_groups",
         "allowed_users",
         "cost_per_hour",
+        "max_servers",
+        "queue_timeout",
+        "burst",
     }
 )
+BURST_KEYS = frozenset({"backend", "overrides", "max_servers", "queue_timeout", "display_name"})
 OPTION_KEYS = frozenset({"display_name", "description", "trait", "choices", "min", "max", "step", "type", "default", "format"})
 
 
@@ -126,6 +136,17 @@ class Option:
 
 
 @dataclass(frozen=True)
+class BurstStep:
+    """One backend a spawn may go to: the profile's own (first) or a later one of its chain."""
+
+    backend: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    max_servers: int | None = None  # this step's own cap (None: the hub's per-profile cap)
+    queue_timeout: float | None = None  # Slurm: seconds pending before moving on (None: wait)
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
 class Profile:
     slug: str
     display_name: str
@@ -137,6 +158,15 @@ class Profile:
     allowed_groups: frozenset[str] | None = None
     allowed_users: frozenset[str] | None = None
     cost_per_hour: float | None = None
+    max_servers: int | None = None  # the profile's own cap; None: HybridSpawner.max_servers_per_profile
+    queue_timeout: float | None = None
+    burst: tuple[BurstStep, ...] = ()
+
+    def chain(self, overrides: Mapping[str, Any]) -> tuple[BurstStep, ...]:
+        """The backends to try in order: the profile's own (with the request's ``overrides``,
+        options included), then its burst steps."""
+        first = BurstStep(self.backend, dict(overrides), None, self.queue_timeout)
+        return (first, *self.burst)
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -187,7 +217,7 @@ def parse_profiles(
     profiles = [_parse_profile(i, p, backends) for i, p in enumerate(raw)]
     if settable is not None:
         for p in profiles:
-            _check_settable(p, frozenset(settable(p.backend)))
+            _check_settable(p, settable)
     seen: set[str] = set()
     for p in profiles:
         if p.slug in seen:
@@ -223,6 +253,7 @@ def _parse_profile(index: int, raw: Any, backends: tuple[str, ...]) -> Profile:
     cost = raw.get("cost_per_hour")
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0 or not math.isfinite(cost)):
         raise ProfileConfigError(f"{where}: cost_per_hour must be a non-negative number")
+    burst = _parse_burst(where, raw.get("burst"), backends)
     return Profile(
         slug=slug,
         display_name=str(raw.get("display_name") or slug),
@@ -234,10 +265,64 @@ def _parse_profile(index: int, raw: Any, backends: tuple[str, ...]) -> Profile:
         allowed_groups=_name_set(where, "allowed_groups", raw.get("allowed_groups")),
         allowed_users=_name_set(where, "allowed_users", raw.get("allowed_users")),
         cost_per_hour=None if cost is None else float(cost),
+        max_servers=_cap(where, raw.get("max_servers")),
+        queue_timeout=_seconds(where, "queue_timeout", raw.get("queue_timeout")),
+        burst=burst,
     )
 
 
-def _check_settable(profile: Profile, settable: frozenset[str]) -> None:
+def _cap(where: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProfileConfigError(f"{where}: max_servers must be a whole number >= 0 (0: no cap)")
+    return value
+
+
+def _seconds(where: str, key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ProfileConfigError(f"{where}: {key} must be a positive number of seconds")
+    return float(value)
+
+
+def _parse_burst(where: str, raw: Any, backends: tuple[str, ...]) -> tuple[BurstStep, ...]:
+    """The profile's burst chain: backends tried in order after its own is full."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)):
+        raise ProfileConfigError(f"{where}: burst must be a list of {{'backend': ..., 'overrides': {{...}}}}")
+    steps = []
+    for i, step in enumerate(raw):
+        here = f"{where} burst step #{i + 1}"
+        if isinstance(step, str):
+            step = {"backend": step}
+        if not isinstance(step, Mapping):
+            raise ProfileConfigError(f"{here} must be a backend name or a dict")
+        unknown = set(step) - BURST_KEYS
+        if unknown:
+            raise ProfileConfigError(f"{here}: unknown keys {sorted(unknown)}; allowed are {sorted(BURST_KEYS)}")
+        backend = step.get("backend")
+        if backend not in backends:
+            raise ProfileConfigError(f"{here}: unknown backend {backend!r}; this hub has {list(backends)}")
+        overrides = step.get("overrides") or {}
+        if not isinstance(overrides, Mapping) or not all(isinstance(k, str) for k in overrides):
+            raise ProfileConfigError(f"{here}: overrides must be a dict of trait name -> value")
+        steps.append(
+            BurstStep(
+                backend=backend,
+                overrides=dict(overrides),
+                max_servers=_cap(here, step.get("max_servers")),
+                queue_timeout=_seconds(here, "queue_timeout", step.get("queue_timeout")),
+                display_name=str(step.get("display_name") or ""),
+            )
+        )
+    return tuple(steps)
+
+
+def _named_traits(profile: Profile) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(backend, [(where, trait name)]) for every trait a profile and its burst steps set."""
     where = f"profile {profile.slug!r}"
     named = [(f"{where} overrides", name) for name in profile.overrides]
     for option in profile.options:
@@ -245,12 +330,25 @@ def _check_settable(profile: Profile, settable: frozenset[str]) -> None:
             named.append((f"{where} option {option.name!r}", option.trait))
         for choice in option.choices:
             named += [(f"{where} option {option.name!r} choice {choice.value!r}", n) for n in choice.overrides]
+    checks = [(profile.backend, named)]
+    for i, step in enumerate(profile.burst):
+        checks.append((step.backend, [(f"{where} burst step #{i + 1} overrides", n) for n in step.overrides]))
+    return checks
+
+
+def _check_settable(profile: Profile, settable: Callable[[str], Collection[str]]) -> None:
+    for backend, named in _named_traits(profile):
+        allowed = frozenset(settable(backend))
+        _refuse_unsettable(named, allowed, backend)
+
+
+def _refuse_unsettable(named: list[tuple[str, str]], settable: frozenset[str], backend: str) -> None:
     for context, name in named:
         if name not in settable:
             close = difflib.get_close_matches(name, sorted(settable), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ProfileConfigError(
-                f"{context}: {name!r} is not a configurable setting of the {profile.backend} spawner{hint}"
+                f"{context}: {name!r} is not a configurable setting of the {backend} spawner{hint}"
             )
 
 

@@ -59,6 +59,14 @@ class SpawnFailed(web.HTTPError):
         self.jupyterhub_message = message
 
 
+class BackendFull(SpawnFailed):
+    """The backend has no room right now (no capacity, quota exhausted, queue full).
+
+    Nothing was left behind on the backend. A burst chain (:mod:`hybrid_spawner.chain`) moves
+    on to its next backend on this error; on its own it reaches the user like any SpawnFailed.
+    """
+
+
 class RemoteSpawner(Spawner):
     """Base class for spawners whose server runs on a node booted by a cloud or scheduler."""
 
@@ -205,6 +213,11 @@ class RemoteSpawner(Spawner):
         the user as a generic failure.
         """
         return None
+
+    def is_full_error(self, error: BaseException) -> bool:
+        """True if ``error`` means "no room on this backend now" (quota exhausted ...): the
+        spawn fails with :class:`BackendFull`, so a burst chain moves on. Default: False."""
+        return False
 
     def describe_node(self) -> str:
         """A short description for progress messages, e.g. ``i-0abc (t3.medium)``."""
@@ -428,7 +441,7 @@ class RemoteSpawner(Spawner):
             message = f"Unexpected error while starting the server ({type(error).__name__}); see the hub log."
         else:
             self.log.warning("%s: spawn failed: %s", self._log_name, message)
-        return SpawnFailed(message)
+        return BackendFull(message) if self.is_full_error(error) else SpawnFailed(message)
 
     async def _discard_node(self) -> None:
         if self.node_id:

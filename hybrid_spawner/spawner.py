@@ -18,8 +18,11 @@ from jupyterhub.spawner import Spawner
 from jupyterhub.utils import maybe_future
 from tornado import web
 from traitlets import Any as AnyTrait
-from traitlets import Callable, Dict, Float, List, TraitError, Unicode, Union, default
+from traitlets import Callable, Dict, Float, Integer, List, TraitError, Unicode, Union, default
 
+from hybrid_spawner import caps, chain, startup_check
+from hybrid_spawner.costs import recorder as usage_recorder
+from hybrid_spawner.costs.handlers import register_cost_handlers
 from hybrid_spawner._version import __version__
 from hybrid_spawner.backends import BACKENDS, spawner_class
 from hybrid_spawner.profiles import (
@@ -112,6 +115,53 @@ class HybridSpawner(Spawner):
         on its own, shorter timeout first, so the user sees why.""",
     )
 
+    max_servers_per_user = Integer(
+        0,
+        config=True,
+        help="""Most servers one user may run at once, on all backends and profiles (named
+        servers included); 0 for no cap. Servers the backend lists with the user as owner
+        (EC2 tag jupyterhub/owner, Nova metadata hybrid-owner) count too, also when they were
+        started outside JupyterHub. Over the cap a spawn is refused with the reason on the
+        spawn page and nothing is launched.""",
+    )
+    max_servers_per_backend = Dict(
+        value_trait=Integer(),
+        config=True,
+        help="""Most servers running at once per backend, e.g. {"ec2": 20, "openstack": 10}
+        (absent or 0: no cap). Counted from this hub's servers plus the backend's own
+        listing of nodes carrying this hub's tag, so instances started by hand with the tag
+        count too (Slurm lists only this hub's jobs). A profile with a burst chain moves on
+        to its next backend when one is full.""",
+    )
+    max_servers_per_profile = Integer(
+        0,
+        config=True,
+        help="""Most servers running at once per profile, for profiles without their own
+        "max_servers"; 0 for no cap.""",
+    )
+    cap_listing_max_age = Float(
+        2.0,
+        config=True,
+        help="""Seconds a backend's status listing may be old when a cap is checked. Spawns
+        arriving together share one listing call; 0 lists afresh for every spawn.""",
+    )
+
+    usage_ledger = Unicode(
+        "hybrid_usage.sqlite",
+        config=True,
+        help="""SQLite file where each server's start and stop (user, profile, backend, hourly
+        price) are recorded, for the month-to-date figures on the spawn form, the admin page
+        /hub/hybrid/costs and /hub/api/hybrid/costs. A relative path is relative to the hub's
+        working directory, beside the default jupyterhub.sqlite. Empty: record nothing.""",
+    )
+    price_table = Unicode(
+        "",
+        config=True,
+        help="""Optional JSON price table (see docs/costs.md): hourly prices per launched
+        instance type, per profile (and backend), per backend. Prices not in it come from
+        the profile's cost_per_hour. Read at each start; checked when the hub starts.""",
+    )
+
     child = AnyTrait(None, allow_none=True)
     child_backend = Unicode("")
     child_profile = Unicode("")
@@ -137,6 +187,7 @@ class HybridSpawner(Spawner):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._child_ready = asyncio.Event()
+        self._attempts: chain.Attempts | None = None
 
     # ------------------------------------------------------------------ profiles
     def _group_names(self) -> list[str]:
@@ -168,7 +219,7 @@ class HybridSpawner(Spawner):
             return "<p class='alert alert-warning'>No server profile is available to you. Ask your administrator.</p>"
         last = dict(self.orm_spawner.user_options or {}) if self.orm_spawner is not None else {}
         path = Path(self.form_template) if self.form_template else TEMPLATES / "form.html"
-        return render_form(path.read_text(), profiles, last)
+        return render_form(path.read_text(), profiles, last, await usage_recorder.month_to_date(self))
 
     async def options_from_query(self, query_data):
         """A spawn link (``GET /hub/spawn/<user>?opt-profile=<slug>&opt-cpus=2``): checked in full
@@ -222,7 +273,32 @@ class HybridSpawner(Spawner):
             self.log.warning("%s: refused spawn request: %s", self._log_name, e)
             raise SpawnException(f"Invalid server options: {e}", reason="invalid-options", status_code=400) from None
         self.user_options = resolution.user_options
-        child = self._build_child(resolution.profile.backend, dict(resolution.overrides))
+        profile = resolution.profile
+        self._attempts = attempts = chain.Attempts()
+        self._child_ready.set()  # progress() streams the attempts from now on
+        try:
+            step, child, result = await chain.start_along_chain(
+                profile.chain(resolution.overrides),
+                self._child_for_step,
+                lambda step, child: self._hold_slot(profile, step, child),
+                self._release_slot,
+                attempts,
+            )
+        except (caps.CapReached, caps.CapUnknown, chain.ChainExhausted) as e:
+            self.log.warning("%s: spawn of profile %s refused: %s", self._log_name, profile.slug, e)
+            raise SpawnException(str(e), reason="capacity", status_code=429) from None
+        finally:
+            attempts.finish()
+        self.log.info("%s: started profile %s on %s", self._log_name, profile.slug, step.backend)
+        await usage_recorder.record_start(
+            self, profile=profile.slug, backend=step.backend, child=child, profile_price=profile.cost_per_hour
+        )
+        return result
+
+    def _child_for_step(self, step) -> Spawner:
+        """The backend spawner of one chain step, set up for this start and adopted (so that
+        stop() during the spawn reaches it)."""
+        child = self._build_child(step.backend, dict(step.overrides))
         for name in PER_START_ATTRIBUTES:
             if hasattr(self, name) and child.has_trait(name):
                 setattr(child, name, getattr(self, name))
@@ -230,25 +306,69 @@ class HybridSpawner(Spawner):
         if self.last_stop_message and hasattr(child, "last_stop_message"):
             # RemoteSpawner.start shows it as the first progress event, then forgets it.
             child.last_stop_message, self.last_stop_message = self.last_stop_message, ""
-        self._adopt(child, resolution.profile.backend, resolution.profile.slug, resolution.overrides)
-        self.log.info("%s: starting profile %s on %s", self._log_name, resolution.profile.slug, resolution.profile.backend)
-        return await child.start()
+        self._adopt(child, step.backend, self.user_options.get("profile", ""), step.overrides)
+        self.log.info("%s: trying profile %s on %s", self._log_name, self.child_profile, step.backend)
+        return child
+
+    # ------------------------------------------------------------------ caps
+    @property
+    def _slot_key(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    def _holding(self, profile_slug: str, backend: str, child) -> caps.Holding:
+        return caps.Holding(self._slot_key, self.user.name, profile_slug, backend, lambda: getattr(child, "node_id", None))
+
+    async def _hold_slot(self, profile: Profile, step, child) -> None:
+        limits = caps.Limits(
+            per_user=self.max_servers_per_user,
+            per_backend=self.max_servers_per_backend.get(step.backend, 0),
+            per_profile=profile.max_servers if profile.max_servers is not None else self.max_servers_per_profile,
+            per_step=step.max_servers or 0,
+        )
+
+        async def listing(fresh_after: float):
+            try:
+                cache = child.status_cache()
+            except NotImplementedError:
+                return None
+            except Exception as e:  # e.g. an OpenStack cloud missing from clouds.yaml
+                self.log.warning("%s: no status listing for the caps: %s", self._log_name, e)
+                raise caps.CapUnknown(
+                    f"Cannot count the running servers on {chain.step_label(step)} right now "
+                    f"({type(e).__name__}); please tell your administrator."
+                ) from None
+            return await caps.backend_listing(cache, self.cap_listing_max_age, fresh_after)
+
+        await caps.GATE.admit(
+            self._holding(profile.slug, step.backend, child), limits, listing, chain.step_label(step)
+        )
+
+    def _release_slot(self) -> None:
+        caps.GATE.release(self._slot_key)
 
     async def stop(self, now=False):
         if self.child is not None:
             await self.child.stop(now=now)
+            await usage_recorder.record_stop(self)
+        self._release_slot()
 
     async def poll(self):
         if self.child is None:
             return 0
-        return await self.child.poll()
+        status = await self.child.poll()
+        if status is not None:
+            # The hub does not call stop() for a server that poll() reports ended (a node
+            # terminated outside JupyterHub): its usage row is closed here, when it is noticed.
+            await usage_recorder.record_stop(self)
+        return status
 
     async def progress(self):
         try:
             await asyncio.wait_for(self._child_ready.wait(), 30)
         except asyncio.TimeoutError:
             return
-        async for event in self.child.progress():
+        source = self._attempts.stream() if self._attempts is not None else self.child.progress()
+        async for event in source:
             yield event
 
     # ------------------------------------------------------------------ state
@@ -281,6 +401,8 @@ class HybridSpawner(Spawner):
             return
         child.load_state(state.get("child_state") or {})
         self._adopt(child, backend, state.get("profile", ""), state.get("overrides") or {})
+        # A server in the hub's database counts against the caps after a restart too.
+        caps.GATE.hold(self._holding(self.child_profile, backend, child))
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -291,15 +413,18 @@ class HybridSpawner(Spawner):
         self.child_backend = self.child_profile = ""
         self.child_overrides = {}
         self._child_ready.clear()
+        self._attempts = None
+        self._release_slot()
 
 
 def _options_applied_in_start(spawner, user_options) -> None:
     return None
 
 
-def render_form(template_text: str, profiles: list[Profile], last_options: dict) -> str:
+def render_form(template_text: str, profiles: list[Profile], last_options: dict, spent: dict | None = None) -> str:
     """The spawn form for ``profiles`` (already filtered for the user), pre-selecting the
-    user's last profile and its option values. Autoescaped: names come from config."""
+    user's last profile and its option values, with the user's month to date (``spent``, the
+    JSON of :mod:`hybrid_spawner.costs`) when known. Autoescaped: names come from config."""
     selected = default_profile(profiles, last_options.get("profile"))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(template_text).render(
@@ -307,6 +432,7 @@ def render_form(template_text: str, profiles: list[Profile], last_options: dict)
         selected=selected.slug,
         field=form_field,
         last_values=last_options if last_options.get("profile") == selected.slug else {},
+        spent=spent,
     )
 
 
@@ -326,3 +452,8 @@ def _set_override(child: Spawner, name: str, value: Any) -> None:
             setattr(child, name, str(value))
         else:
             raise
+
+
+# A hub configured with HybridSpawner checks its profiles when it starts (see startup_check).
+startup_check.install(HybridSpawner)
+register_cost_handlers()

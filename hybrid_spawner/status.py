@@ -44,6 +44,7 @@ class NodeObservation:
     state: NodeState
     detail: str = ""  # backend's own words, e.g. "terminated (User initiated)"; shown to users
     address: str | None = None
+    owner: str = ""  # the hub user the backend says the node belongs to, when it says (caps)
 
 
 UNKNOWN = NodeObservation(NodeState.UNKNOWN, "no recent status")
@@ -108,6 +109,14 @@ class StatusCache:
         if self.last_error is not None:
             return NodeObservation(NodeState.UNKNOWN, f"status refresh failing: {self.last_error}")
         return self._snapshot.get(node_id, NodeObservation(NodeState.GONE, "no longer exists"))
+
+    def listed(self) -> dict[str, NodeObservation] | None:
+        """Every node the last successful refresh reported (EC2 and OpenStack: all of this
+        hub's nodes, also ones no spawner tracks), or None while refreshes fail or before the
+        first one. Read by the caps (:mod:`hybrid_spawner.caps`)."""
+        if self._snapshot_started is None or self.last_error is not None:
+            return None
+        return dict(self._snapshot)
 
     async def refresh_now(self) -> None:
         """Run one refresh at once (spawners call this when they need a fresh answer)."""

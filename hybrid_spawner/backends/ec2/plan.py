@@ -19,6 +19,13 @@ TAG_SERVER = "jupyterhub/server-name"
 CAPACITY_ERRORS = frozenset(
     {"InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity", "InsufficientFreeAddressesInSubnet"}
 )
+# Spot requests refused for lack of spot capacity (or price): the on-demand fallback may succeed.
+SPOT_CAPACITY_ERRORS = CAPACITY_ERRORS | frozenset(
+    {"InsufficientSpotInstanceCapacity", "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded"}
+)
+SPOT = "spot"
+ON_DEMAND = "on-demand"
+SPOT_FALLBACKS = ("on-demand", "next-type", "none")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -68,6 +75,7 @@ def instance_tags(user: str, server: str, hub_id: str, extra: dict[str, str]) ->
 class Attempt:
     instance_type: str
     subnet_id: str | None
+    market: str = ON_DEMAND  # "spot" or "on-demand"
 
 
 def instance_type_order(preferred: str, fallbacks) -> list[str]:
@@ -77,12 +85,30 @@ def instance_type_order(preferred: str, fallbacks) -> list[str]:
     return first + [t for t in fallbacks if t != preferred]
 
 
-def launch_attempts(instance_types, subnet_ids) -> Iterator[Attempt]:
-    """The order in which to try: each instance type in every subnet, then the next type."""
+def launch_attempts(instance_types, subnet_ids, spot: bool = False, spot_fallback: str = "on-demand") -> Iterator[Attempt]:
+    """The order in which to try: each instance type in every subnet, then the next type.
+
+    With ``spot``, spot capacity is asked for first; ``spot_fallback`` says what comes when it
+    is missing: "on-demand" (the same type on-demand, then the next type's spot), "next-type"
+    (spot for every type first, then on-demand for every type) or "none" (spot only).
+    """
     subnets = list(subnet_ids) or [None]
+    if not spot:
+        markets_per_type, trailing = [ON_DEMAND], []
+    elif spot_fallback == "on-demand":
+        markets_per_type, trailing = [SPOT, ON_DEMAND], []
+    elif spot_fallback == "next-type":
+        markets_per_type, trailing = [SPOT], [ON_DEMAND]
+    else:
+        markets_per_type, trailing = [SPOT], []
     for itype in instance_types:
-        for subnet in subnets:
-            yield Attempt(itype, subnet)
+        for market in markets_per_type:
+            for subnet in subnets:
+                yield Attempt(itype, subnet, market)
+    for market in trailing:
+        for itype in instance_types:
+            for subnet in subnets:
+                yield Attempt(itype, subnet, market)
 
 
 @dataclass
@@ -129,6 +155,13 @@ def run_instances_request(spec: LaunchSpec, attempt: Attempt, client_token: str)
         req["NetworkInterfaces"] = [net]
     elif spec.security_group_ids:
         req["SecurityGroupIds"] = list(spec.security_group_ids)
+    if attempt.market == SPOT:
+        # One-time spot capacity that ends with the server: a reclaim terminates the instance
+        # (the hub's status cache then reports the server gone, with EC2's reason).
+        req["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+        }
     if spec.instance_profile:
         key = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
         req["IamInstanceProfile"] = {key: spec.instance_profile}

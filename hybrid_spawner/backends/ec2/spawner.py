@@ -16,12 +16,12 @@ import uuid
 
 import botocore.exceptions
 from botocore.parsers import ResponseParserError
-from traitlets import Bool, Callable, Dict, Integer, List, Unicode, default
+from traitlets import Bool, Callable, Dict, Enum, Integer, List, Unicode, default
 
 from hybrid_spawner.backends.ec2 import plan
 from hybrid_spawner.backends.ec2.client import aws_client, known_regions
 from hybrid_spawner.backends.ec2.status import EC2StatusCache
-from hybrid_spawner.remote import RemoteSpawner, SpawnFailed
+from hybrid_spawner.remote import BackendFull, RemoteSpawner, SpawnFailed
 
 
 class EC2Spawner(RemoteSpawner):
@@ -68,6 +68,23 @@ class EC2Spawner(RemoteSpawner):
         fallback list). Empty: instance_types alone. This is the setting a profile option lets
         the researcher choose, e.g. {"instance_type": {"trait": "instance_type", "choices":
         ["t3.medium", "t3.large"]}}.""",
+    )
+    spot = Bool(
+        False,
+        config=True,
+        help="""Ask for spot capacity (one-time, terminated on reclaim) instead of on-demand.
+        Spot costs much less but AWS may reclaim it with two minutes' notice; the spawn page
+        says which market the server got. A profile can offer it as a choice, e.g.
+        {"market": {"choices": {"spot": {"overrides": {"spot": true}}, "on-demand": {}}}}.""",
+    )
+    spot_fallback = Enum(
+        list(plan.SPOT_FALLBACKS),
+        default_value="on-demand",
+        config=True,
+        help="""What to try when spot capacity is missing (InsufficientInstanceCapacity,
+        SpotMaxPriceTooLow ...): "on-demand" (the same instance type on-demand, then the next
+        type), "next-type" (spot for every instance type first, then on-demand) or "none"
+        (spot only: the spawn fails, or a burst chain moves on).""",
     )
     subnet_ids = List(
         Unicode(),
@@ -127,8 +144,9 @@ class EC2Spawner(RemoteSpawner):
         to register botocore event handlers (request tracing, fault injection in tests).""",
     )
 
-    # state beyond the base class (stored as "instance_type")
+    # state beyond the base class (stored as "instance_type" and "market")
     launched_instance_type = Unicode(None, allow_none=True)
+    launched_market = Unicode(None, allow_none=True)
 
     def _instance_types(self) -> list[str]:
         return plan.instance_type_order(self.instance_type, self.instance_types)
@@ -204,23 +222,29 @@ class EC2Spawner(RemoteSpawner):
             root_volume_encrypted=self.root_volume_encrypted,
         )
         last_error = None
-        for attempt in plan.launch_attempts(self._instance_types(), self.subnet_ids):
+        for attempt in plan.launch_attempts(self._instance_types(), self.subnet_ids, self.spot, self.spot_fallback):
             request = plan.run_instances_request(spec, attempt, client_token=uuid.uuid4().hex)
             where = f" in {attempt.subnet_id}" if attempt.subnet_id else ""
-            self.log.info("%s: RunInstances %s%s", self._log_name, attempt.instance_type, where)
+            self.log.info("%s: RunInstances %s %s%s", self._log_name, attempt.market, attempt.instance_type, where)
             try:
                 reply = await self._run_instances(request)
             except botocore.exceptions.ClientError as e:
                 code = e.response.get("Error", {}).get("Code", "")
-                if code not in plan.CAPACITY_ERRORS:
+                errors = plan.SPOT_CAPACITY_ERRORS if attempt.market == plan.SPOT else plan.CAPACITY_ERRORS
+                if code not in errors:
                     raise
                 last_error = code
-                self.emit(15, f"No {attempt.instance_type} capacity{where} ({code}); trying the next option")
+                kind = "spot " if attempt.market == plan.SPOT else ""
+                self.emit(15, f"No {kind}{attempt.instance_type} capacity{where} ({code}); trying the next option")
                 continue
             instance = reply["Instances"][0]
             self.launched_instance_type = instance["InstanceType"]
+            # Named on the spawn page only when spot was asked for: then which one it got matters.
+            self.launched_market = attempt.market if self.spot else None
+            if self.spot and attempt.market == plan.ON_DEMAND:
+                self.emit(20, f"No spot capacity; started {attempt.instance_type} on-demand instead")
             return instance["InstanceId"]
-        raise SpawnFailed(
+        raise BackendFull(
             f"Could not start the server: EC2 has no capacity for {', '.join(self._instance_types())} "
             f"right now ({last_error}). Try again later."
         )
@@ -271,6 +295,8 @@ class EC2Spawner(RemoteSpawner):
 
     def describe_node(self) -> str:
         kind = self.launched_instance_type
+        if kind and self.launched_market:
+            return f"instance {self.node_id} ({kind}, {self.launched_market})"
         return f"instance {self.node_id} ({kind})" if kind else f"instance {self.node_id}"
 
     def describe_error(self, error: BaseException) -> str | None:
@@ -295,10 +321,11 @@ class EC2Spawner(RemoteSpawner):
 
     # ------------------------------------------------------------------ state
     def backend_state(self) -> dict:
-        return {"instance_type": self.launched_instance_type}
+        return {"instance_type": self.launched_instance_type, "market": self.launched_market}
 
     def load_backend_state(self, state: dict) -> None:
         self.launched_instance_type = state.get("instance_type")
+        self.launched_market = state.get("market")
 
     def clear_backend_state(self) -> None:
-        self.launched_instance_type = None
+        self.launched_instance_type = self.launched_market = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hybrid_spawner.backends.ec2.plan import TAG_HUB
+from hybrid_spawner.backends.ec2.plan import TAG_HUB, TAG_OWNER
 from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
 
 
@@ -44,8 +44,9 @@ class EC2StatusCache(StatusCache):
 
     def _observation(self, inst: dict) -> NodeObservation:
         name = inst["State"]["Name"]
+        owner = next((t["Value"] for t in inst.get("Tags", []) if t.get("Key") == TAG_OWNER), "")
         if name in self._GONE_STATES:
             reason = inst.get("StateReason", {}).get("Message") or inst.get("StateTransitionReason") or ""
-            return NodeObservation(NodeState.GONE, f"{name}: {reason}" if reason else name)
+            return NodeObservation(NodeState.GONE, f"{name}: {reason}" if reason else name, owner=owner)
         state = NodeState.RUNNING if name == "running" else NodeState.PENDING
-        return NodeObservation(state, name, inst.get("PrivateIpAddress"))
+        return NodeObservation(state, name, inst.get("PrivateIpAddress"), owner=owner)

@@ -171,6 +171,11 @@ def quota_message(nova_message: str) -> str:
     )
 
 
+def is_capacity_fault(fault: dict | None) -> bool:
+    """Nova's scheduler found no host for the flavor (the fault of a server in ERROR)."""
+    return "no valid host" in ((fault or {}).get("message") or "").lower()
+
+
 def is_quota_error(status_code: int | None, message: str) -> bool:
     return status_code in (403, 413) and "quota exceeded" in (message or "").lower()
 

@@ -18,7 +18,7 @@ from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, val
 from hybrid_spawner.backends.openstack import plan as plan_rules
 from hybrid_spawner.backends.openstack.connection import ConnectionSettings, connect, describe_sdk_error, forget, is_transient
 from hybrid_spawner.backends.openstack.status import OpenStackStatusCache
-from hybrid_spawner.remote import RemoteSpawner, SpawnFailed
+from hybrid_spawner.remote import BackendFull, RemoteSpawner, SpawnFailed
 
 
 class OpenStackSpawner(RemoteSpawner):
@@ -248,7 +248,8 @@ class OpenStackSpawner(RemoteSpawner):
                 if status == "BUILD":
                     self.emit(35, f"Server {self.server_name} is building ({task or 'BUILD'})")
             if status == "ERROR":
-                raise SpawnFailed(plan_rules.fault_message(self.server_name, server.fault, status))
+                error = BackendFull if plan_rules.is_capacity_fault(server.fault) else SpawnFailed
+                raise error(plan_rules.fault_message(self.server_name, server.fault, status))
             if plan_rules.classify_status(status, task) == "gone":
                 raise SpawnFailed(f"OpenStack server {self.server_name} stopped while building ({status}).")
             if status == "ACTIVE":
@@ -293,6 +294,13 @@ class OpenStackSpawner(RemoteSpawner):
         if isinstance(error, plan_rules.PlanError):
             return f"OpenStack is misconfigured on the hub: {error}"
         return describe_sdk_error(error, settings)
+
+    def is_full_error(self, error: BaseException) -> bool:
+        from openstack import exceptions as osx
+
+        if not isinstance(error, osx.HttpException):
+            return False
+        return plan_rules.is_quota_error(error.status_code, (error.details or error.message or ""))
 
     def describe_node(self) -> str:
         return f"OpenStack server {self.server_name or self.node_id}"

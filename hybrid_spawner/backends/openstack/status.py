@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from hybrid_spawner.backends.openstack.plan import META_HUB, classify_status, hub_tag, private_ip
+from hybrid_spawner.backends.openstack.plan import META_HUB, META_OWNER, classify_status, hub_tag, private_ip
 from hybrid_spawner.status import NodeObservation, NodeState, StatusCache
 
 _STATES = {"running": NodeState.RUNNING, "pending": NodeState.PENDING, "gone": NodeState.GONE}
@@ -24,7 +24,8 @@ def observe_server(server) -> NodeObservation:
     if fault.get("message"):
         detail += f": {fault['message'].strip()}"
     address = private_ip(getattr(server, "addresses", None))
-    return NodeObservation(_STATES[classify_status(status, task_state)], detail, address)
+    owner = (getattr(server, "metadata", None) or {}).get(META_OWNER, "")
+    return NodeObservation(_STATES[classify_status(status, task_state)], detail, address, owner=owner)
 
 
 class OpenStackStatusCache(StatusCache):
