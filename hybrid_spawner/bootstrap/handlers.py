@@ -24,6 +24,8 @@ def _make_handlers():
     from jupyterhub.apihandlers.base import APIHandler
     from tornado import web
 
+    from hybrid_spawner.request_body import json_object
+
     class _NodeHandler(APIHandler):
         """Authenticated by the secret in the body alone, never by a hub token or cookie."""
 
@@ -32,13 +34,7 @@ def _make_handlers():
             return None
 
         def _body(self) -> dict:
-            try:
-                body = json.loads(self.request.body or b"{}")
-            except ValueError:
-                raise web.HTTPError(400, "body must be JSON") from None
-            if not isinstance(body, dict):
-                raise web.HTTPError(400, "body must be a JSON object")
-            return body
+            return json_object(self.request.body)
 
         def _refuse(self, what: str, exc: CredentialRejected):
             self.log.warning(

@@ -35,6 +35,7 @@ def _make_handlers():
 
     from hybrid_spawner.incidents import purge, quarantine
     from hybrid_spawner.incidents.store import IncidentStore
+    from hybrid_spawner.request_body import json_object
 
     class _AdminAPI(APIHandler):
         def _require(self, *needed: str) -> None:
@@ -45,13 +46,7 @@ def _make_handlers():
                 raise web.HTTPError(403, f"this action needs the unfiltered scope(s) {', '.join(missing)}")
 
         def _body(self) -> dict:
-            try:
-                body = json.loads(self.request.body or b"{}")
-            except ValueError:
-                raise web.HTTPError(400, "body must be JSON") from None
-            if not isinstance(body, dict):
-                raise web.HTTPError(400, "body must be a JSON object")
-            return body
+            return json_object(self.request.body)
 
         def _store(self) -> IncidentStore:
             return IncidentStore(config=self.settings.get("config"), log=self.log)

@@ -100,6 +100,10 @@ def test_incident_endpoints_refuse_bad_input_and_change_nothing(world):
     assert world.hub.api("POST", f"/hybrid/quarantine/{user}", {"reason": "  "})[0] == 400
     assert world.hub.api("POST", f"/hybrid/quarantine/{user}", {"reason": "r" * 501})[0] == 400
     assert world.hub.api("POST", f"/hybrid/quarantine/{user}", {"server": 3, "reason": "x"})[0] == 400
+    for raw in (b"not json", b'["a list"]'):
+        answer = requests.post(f"{world.hub.url}/hub/api/hybrid/quarantine/{user}", data=raw, timeout=30,
+                               headers={"Authorization": f"token {world.hub.admin_token}"})
+        assert answer.status_code == 400 and "body must be" in answer.text, answer.text
     world.hub.ensure_user("idle-ivan")
     status, body = world.hub.api("POST", "/hybrid/quarantine/idle-ivan", {"reason": "x"})
     assert status == 409 and "no running server" in str(body), body
