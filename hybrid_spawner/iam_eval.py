@@ -29,6 +29,7 @@ that with a list of :class:`Resource`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -164,25 +165,49 @@ def authorize(policies: list[dict], action: str, resources: list[Resource], cont
 
 def substitute(document, values: dict):
     """The policy with its placeholders (``REGION``, ``HUB_ID``, ...) replaced, for a test or an
-    install script. A string that is exactly a placeholder may become a list (``INSTANCE_TYPE``
-    -> several types), spliced into the surrounding list; inside longer strings the longest
-    placeholder is replaced first."""
+    install script. A placeholder's value may be a list (``INSTANCE_TYPE`` -> several types,
+    ``SUBNET_ID`` -> several subnets): a string in a list that holds such a placeholder becomes
+    one string per value (``subnet/SUBNET_ID`` -> one ARN per subnet), spliced into the list. A
+    list value in a string that is not in a list is a :class:`ValueError` (there is no place for
+    the second string). Inside longer strings the longest placeholder is replaced first."""
     if isinstance(document, dict):
         return {substitute(k, values): substitute(v, values) for k, v in document.items()}
     if isinstance(document, list):
         out = []
         for item in document:
-            replaced = substitute(item, values)
-            out.extend(replaced if isinstance(item, str) and isinstance(replaced, list) else [replaced])
+            out.extend(_expand(item, values) if isinstance(item, str) else [substitute(item, values)])
         return out
     if isinstance(document, str):
-        if document in values:
+        if document in values:  # a whole-string placeholder may stand for a list (a condition's values)
             return values[document]
-        if not values:
-            return document
-        pattern = re.compile("|".join(map(re.escape, sorted(values, key=len, reverse=True))))
-        return pattern.sub(lambda m: str(values[m.group(0)]), document)
+        expanded = _expand(document, values)
+        if len(expanded) == 1:
+            return expanded[0]
+        raise ValueError(f"{document!r}: a list for {', '.join(_placeholders(document, values))} "
+                         "fits only in a list (e.g. Resource: [...])")
     return document
+
+
+def _placeholders(text: str, values: dict) -> list[str]:
+    if not values:
+        return []
+    pattern = re.compile("|".join(map(re.escape, sorted(values, key=len, reverse=True))))
+    return pattern.findall(text)
+
+
+def _expand(text: str, values: dict) -> list[str]:
+    """Every string ``text`` stands for: one per combination of its list-valued placeholders,
+    each made in one pass (a value that happens to contain a placeholder's name stays as it is)."""
+    if text in values:
+        value = values[text]
+        return list(value) if isinstance(value, list) else [value]
+    found = list(dict.fromkeys(_placeholders(text, values)))
+    if not found:
+        return [text]
+    pattern = re.compile("|".join(map(re.escape, sorted(values, key=len, reverse=True))))
+    choices = [values[name] if isinstance(values[name], list) else [values[name]] for name in found]
+    return [pattern.sub(lambda m, pick=dict(zip(found, combo)): str(pick[m.group(0)]), text)
+            for combo in itertools.product(*choices)]
 
 
 __all__ = ["Resource", "UnsupportedPolicy", "authorize", "conditions_hold", "decide", "substitute"]

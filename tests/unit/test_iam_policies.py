@@ -283,3 +283,73 @@ def test_the_image_parameter_and_the_data_role_are_the_only_other_targets(hub):
     assert not authorize(hub, "ssm:GetParameter", [Resource(param.replace("ami", "db-password"))])["allowed"]
     assert authorize(hub, "sts:AssumeRole", [Resource("arn:aws:iam::111122223333:role/NodeDataRole")])["allowed"]
     assert not authorize(hub, "sts:AssumeRole", [Resource("arn:aws:iam::111122223333:role/Admin")])["allowed"]
+
+
+# -- the spawner's own launch requests, every attempt ---------------------------------------------
+def resources_of_run_instances(req: dict, image_owner: str = "111122223333") -> list[Resource]:
+    """The resources AWS authorizes for one ``ec2.run_instances(**req)`` call, read from the
+    request itself (the resource types of RunInstances in the Service Authorization Reference):
+    the instance and its root volume (with the request's tags), the image, the subnet and the
+    groups, a network interface, the key pair when one is named, and a spot-instances-request
+    when ``InstanceMarketOptions`` asks for spot capacity."""
+    tags = {t["Key"]: t["Value"] for spec in req.get("TagSpecifications", []) for t in spec["Tags"]}
+    tagged_types = {spec["ResourceType"] for spec in req.get("TagSpecifications", [])}
+
+    def request_tags(resource_type):
+        if resource_type not in tagged_types:
+            return {}
+        return {f"aws:RequestTag/{k}": v for k, v in tags.items()} | {"aws:TagKeys": list(tags)}
+
+    out = [
+        Resource(f"{ARN}:instance/*", {"ec2:InstanceType": req["InstanceType"], **request_tags("instance")}),
+        Resource(f"{ARN}:volume/*", request_tags("volume")),
+        Resource(f"arn:aws:ec2:eu-west-1::image/{req['ImageId']}", {"ec2:Owner": image_owner}),
+        Resource(f"{ARN}:network-interface/*"),
+    ]
+    interfaces = req.get("NetworkInterfaces", [])
+    groups = [g for net in interfaces for g in net.get("Groups", [])] + list(req.get("SecurityGroupIds", []))
+    out += [Resource(f"{ARN}:subnet/{net['SubnetId']}") for net in interfaces if net.get("SubnetId")]
+    out += [Resource(f"{ARN}:security-group/{g}") for g in groups]
+    if req.get("KeyName"):
+        out.append(Resource(f"{ARN}:key-pair/{req['KeyName']}"))
+    if req.get("InstanceMarketOptions", {}).get("MarketType") == "spot":
+        out.append(Resource(f"{ARN}:spot-instances-request/*"))
+    return out
+
+
+TWO_SUBNETS = {**VALUES, "SUBNET_ID": ["subnet-0aaa", "subnet-0bbb"]}
+
+
+@pytest.mark.parametrize("spot, fallback", [(False, "on-demand"), (True, "on-demand"), (True, "next-type")])
+def test_every_launch_attempt_the_spawner_makes_is_allowed(spot, fallback):
+    """The requests are built by the spawner's own plan.run_instances_request, for every attempt
+    of plan.launch_attempts over two instance types and two subnets: on-demand and spot (a spot
+    launch is also authorized on a spot-instances-request, which the cost work added)."""
+    from hybrid_spawner.backends.ec2 import plan
+
+    policy = [substitute(_load("hub-role.json"), TWO_SUBNETS)]
+    spec = plan.LaunchSpec(image_id="ami-0123", user_data="#!/bin/sh", tags=[
+        {"Key": k, "Value": v} for k, v in HUB_TAGS.items()], security_group_ids=["sg-0node"],
+        instance_profile="NodeRole", key_name="ops", root_device_name="/dev/xvda", root_volume_size=30)
+    attempts = list(plan.launch_attempts(["t3.medium", "t3.large"], ["subnet-0aaa", "subnet-0bbb"], spot, fallback))
+    assert len(attempts) == (8 if spot else 4)
+    for attempt in attempts:
+        req = plan.run_instances_request(spec, attempt, client_token="t")
+        result = authorize(policy, "ec2:RunInstances", resources_of_run_instances(req))
+        assert result["allowed"], (attempt, {a: d for a, d in result["decisions"].items() if d != "Allow"})
+    # The same requests from a subnet the policy does not list, or without the hub's tag, are not.
+    req = plan.run_instances_request(spec, plan.Attempt("t3.medium", "subnet-0dmz", plan.SPOT), "t")
+    assert not authorize(policy, "ec2:RunInstances", resources_of_run_instances(req))["allowed"]
+    untagged = plan.LaunchSpec(**{**spec.__dict__, "tags": [{"Key": "jupyterhub/user", "Value": "ada"}]})
+    req = plan.run_instances_request(untagged, plan.Attempt("t3.medium", "subnet-0aaa", plan.SPOT), "t")
+    assert not authorize(policy, "ec2:RunInstances", resources_of_run_instances(req))["allowed"]
+
+
+def test_a_list_value_inside_a_longer_string_becomes_one_string_per_value():
+    doc = {"Resource": ["arn:aws:ec2:REGION:ACCOUNT_ID:subnet/SUBNET_ID", "x"], "One": "subnet/SUBNET_ID"}
+    out = substitute({"Resource": doc["Resource"]}, TWO_SUBNETS)
+    assert out["Resource"] == ["arn:aws:ec2:eu-west-1:111122223333:subnet/subnet-0aaa",
+                               "arn:aws:ec2:eu-west-1:111122223333:subnet/subnet-0bbb", "x"]
+    # Outside a list there is nowhere to put a second string: refused rather than "['a', 'b']".
+    with pytest.raises(ValueError, match="SUBNET_ID"):
+        substitute({"One": "subnet/SUBNET_ID"}, TWO_SUBNETS)
