@@ -1,6 +1,7 @@
 """A small IAM policy evaluator for the operators our policies use (jupyter_config/iam/).
 
-Pure code, no network. Why it exists: moto's server does not evaluate IAM conditions for EC2, so
+Pure code, no network. Why it exists: moto's server ignores IAM conditions for EC2 (and matches
+EC2 requests as resource "*"; tests/integration/test_iam_moto_conditions.py), so
 the conditions in the hub's policy (tag only at launch, launch only tagged nodes, end only this
 hub's nodes) would otherwise be checked by nobody before a real account. It follows the semantics
 AWS documents for identity-based policies in one account:

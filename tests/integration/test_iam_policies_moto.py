@@ -1,7 +1,7 @@
 """The JSON policies of jupyter_config/iam/ are accepted by the moto server's IAM (which checks
 a policy's grammar: Version, Effect, Action and Resource forms, condition operators), and the
-roles can be built from them. moto does not evaluate the conditions for EC2; that is
-tests/unit/test_iam_policies.py with hybrid_spawner.iam_eval (docs/iam.md)."""
+roles can be built from them. moto does not evaluate the conditions (or resource ARNs) for EC2
+(test_iam_moto_conditions.py); that is tests/unit/test_iam_policies.py with hybrid_spawner.iam_eval (docs/iam.md)."""
 
 from __future__ import annotations
 
