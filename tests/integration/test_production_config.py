@@ -203,7 +203,7 @@ def test_a_spawn_gets_the_publish_settings_despite_a_replaced_environment(produc
     pid = production_hub["runner"].status()["nodes"][instance["InstanceId"]]["pid"]
     token = process_env(pid, "HYBRID_PUBLISHER_TOKEN")
     assert token and token_owner(secret, token) == "grace"
-    assert process_env(pid, "HYBRID_PUBLISHER_URL") == "http://10.0.3.10/api/"
+    assert process_env(pid, "HYBRID_PUBLISHER_URL") == "http://10.0.2.10:8080/api/"
     assert process_env(pid, "HYBRID_S3_REGION") == REGION  # the bucket's region reaches sync
     assert secret not in hub.log_text()
     hub.stop_server("grace")

@@ -39,12 +39,12 @@ def test_a_replaced_environment_keeps_the_publish_settings(tmp_path):
     config = Config()
     config.Spawner.environment = {"HYBRID_PUBLISHER_TOKEN": "lost", "KEEP": "base"}
     config.MemorySpawner.environment = {"OTHER": "x", "HYBRID_PUBLISHER_URL": "http://wrong/api/"}
-    config.RemoteSpawner.publisher_url = "http://10.0.3.10/api/"
+    config.RemoteSpawner.publisher_url = "http://10.0.2.10:8080/api/"
     config.RemoteSpawner.publisher_public_url = "https://dashboards.example.org"
     config.RemoteSpawner.publisher_secret_file = secret_file(tmp_path, NEW)
     env = RealEnvSpawner(config=config).get_env()
     assert env["OTHER"] == "x"  # the subclass's own environment still applies
-    assert env["HYBRID_PUBLISHER_URL"] == "http://10.0.3.10/api/"
+    assert env["HYBRID_PUBLISHER_URL"] == "http://10.0.2.10:8080/api/"
     assert env["HYBRID_PUBLIC_URL"] == "https://dashboards.example.org"
     assert token_owner(NEW, env["HYBRID_PUBLISHER_TOKEN"]) == "u"
     assert NEW not in repr(env)
@@ -57,7 +57,7 @@ def test_without_publish_settings_the_environment_is_left_alone():
 
 def test_the_secret_file_is_read_at_every_spawn_so_rotation_needs_no_restart(tmp_path):
     path = secret_file(tmp_path, OLD)
-    sp = RealEnvSpawner(publisher_url="http://10.0.3.10/api/", publisher_secret_file=path)
+    sp = RealEnvSpawner(publisher_url="http://10.0.2.10:8080/api/", publisher_secret_file=path)
     assert token_owner(OLD, sp.get_env()["HYBRID_PUBLISHER_TOKEN"]) == "u"
     secret_file(tmp_path, NEW)
     assert token_owner(NEW, sp.get_env()["HYBRID_PUBLISHER_TOKEN"]) == "u"
@@ -82,7 +82,7 @@ def test_bad_publish_settings_name_the_setting(tmp_path, settings, message):
 
 
 async def test_a_spawn_with_an_unreadable_secret_fails_before_any_node_is_launched(tmp_path):
-    sp = MemorySpawner(start_timeout=5, publisher_url="http://10.0.3.10/api/",
+    sp = MemorySpawner(start_timeout=5, publisher_url="http://10.0.2.10:8080/api/",
                        publisher_secret_file=str(tmp_path / "missing"))
     with pytest.raises(SpawnFailed, match="Publishing is misconfigured"):
         await sp.start()
