@@ -3,6 +3,18 @@ so that each area (hub, S3, nginx, Slurm, OpenStack) can keep its fixtures in a 
 
 from pathlib import Path
 
+import boto3
+import pytest
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"] + sorted(
     f"tests.fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"
 )
+
+
+@pytest.fixture(autouse=True)
+def fresh_boto3_default_session():
+    """boto3's module-level session keeps the first credentials it resolved in this process;
+    under xdist a test would otherwise sign with whatever keys an earlier module had set."""
+    boto3.DEFAULT_SESSION = None
+    yield
+    boto3.DEFAULT_SESSION = None
