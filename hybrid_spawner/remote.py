@@ -25,13 +25,14 @@ from typing import Any
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Float, Integer, Type, Unicode
+from traitlets import Bool, Float, Integer, Type, Unicode
 
 from hybrid_spawner import metrics
 from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
 from hybrid_spawner.bootstrap import script as boot_script
 from hybrid_spawner.bootstrap.handlers import register_hub_handlers
+from hybrid_spawner.bootstrap.progress import restore_progress_message
 from hybrid_spawner.bucket_credentials import CredentialIssuer, IssueFailed
 from hybrid_spawner.incidents.handlers import register_incident_handlers
 from hybrid_spawner.incidents.store import IncidentStore
@@ -99,6 +100,24 @@ class RemoteSpawner(Spawner):
         config=True,
         help="""Python interpreter on the node image that has this package and
         jupyterhub-singleuser installed, e.g. /opt/jupyter/bin/python.""",
+    )
+    restore_on_start = Bool(
+        False,
+        config=True,
+        help="""Before the notebook server opens, the node downloads the user's files from the
+        bucket (c.BucketSync on the node: the same bucket and prefix the Lab's "Sync to bucket"
+        writes) into the notebook directory, with progress on the spawn page. For profiles
+        whose home does not outlive the server (a fresh instance, a new Slurm node's local
+        disk): with the final sync at stop, work follows the researcher from one server, and
+        one backend, to the next. A local file that differs from the bucket's copy is never
+        overwritten: the bucket's version is kept beside it ("name (bucket copy XXXX).ipynb")
+        and JupyterLab lists them. A profile may set it in its ``overrides``.""",
+    )
+    restore_timeout = Float(
+        600.0,
+        config=True,
+        help="""Seconds the restore at start may take; after that the server starts with what
+        has arrived (the spawn page says so). Keep it below start_timeout.""",
     )
     node_user = Unicode(
         "",
@@ -298,6 +317,10 @@ class RemoteSpawner(Spawner):
 
     def _bootstrap_payload(self) -> dict:
         payload = boot_script.spawner_payload(self)
+        if self.restore_on_start:
+            # The node restores into the directory the server will serve ("" = its working directory).
+            root = self.format_string(self.notebook_dir) if self.notebook_dir else ""
+            payload["restore"] = {"root": root, "timeout": float(self.restore_timeout)}
         if self._bucket_payload:
             payload["environment"].update(self._bucket_payload["environment"])
             payload["bucket_credentials"] = self._bucket_payload["bucket_credentials"]
@@ -349,6 +372,7 @@ class RemoteSpawner(Spawner):
             self._bucket_payload = await self._issue_bucket_credentials()
             ttl = self.bootstrap_ttl or self.start_timeout
             entry, credential = credentials.registry.issue(self._log_name, self._bootstrap_payload, ttl)
+            entry.on_progress = lambda report: self.emit(75, restore_progress_message(report))
             script = boot_script.render_bootstrap_script(
                 boot_script.hub_api_url(self),
                 credential,

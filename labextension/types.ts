@@ -33,6 +33,20 @@ export interface ISyncStatus {
   prefix: string | null;
   current: IJob | null;
   last: IJob | null;
+  /** What the node's restore before the server opened left (restore_on_start), if any. */
+  restored_at_start?: IRestoreAtStart | null;
+}
+
+/** The restore a node ran before this server opened (docs/contracts.md). */
+export interface IRestoreAtStart {
+  state: string;
+  message: string;
+  downloaded: number;
+  /** The bucket's version of each conflicting file, kept beside it. */
+  conflict_copies: { path: string; copy: string }[];
+  errors: number;
+  /** Seconds since the epoch: tells one report from the next. */
+  reported: number;
 }
 
 /** Public dashboards are in the gallery; unlisted ones only open through their link. */

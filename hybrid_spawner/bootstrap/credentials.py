@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hybrid_spawner.bootstrap.progress import validate_restore_progress
+
 log = logging.getLogger("JupyterHub")
 
 
@@ -57,6 +59,8 @@ class NodeBootstrap:
     report_hash: str | None = None
     redeemed: asyncio.Event = field(default_factory=asyncio.Event)
     port: asyncio.Future = field(default_factory=lambda: asyncio.get_event_loop().create_future())
+    # Called with each validated restore-progress report (restore_on_start), until the port.
+    on_progress: Callable[[dict], None] | None = None
 
     async def wait_redeemed(self) -> None:
         await self.redeemed.wait()
@@ -125,6 +129,21 @@ class BootstrapRegistry:
         if not entry.port.done():
             entry.port.set_result(port)
         return entry, port
+
+    def report_progress(self, secret: Any, progress: Any) -> NodeBootstrap:
+        """Pass a restore-progress report on; the report secret stays valid for the port.
+
+        Raises CredentialRejected or ValueError (a malformed report).
+        """
+        if not isinstance(secret, str) or not secret:
+            raise CredentialRejected("missing report secret")
+        entry = self._by_report.get(_digest(secret))
+        if entry is None:
+            raise CredentialRejected("unknown or spent report secret")
+        clean = validate_restore_progress(progress)
+        if entry.on_progress is not None:
+            entry.on_progress(clean)
+        return entry
 
     def _remember_spent(self, digest: str, label: str) -> None:
         self._spent[digest] = label

@@ -1,4 +1,5 @@
-"""The hub endpoints a node calls: redeem its credential, report its port, refresh its bucket credentials.
+"""The hub endpoints a node calls: redeem its credential, report its restore progress and its
+port, refresh its bucket credentials.
 
 Registration: :func:`register_hub_handlers` appends the handlers to
 ``jupyterhub.handlers.default_handlers`` (the hub prefixes them with ``/hub``), the same way
@@ -17,6 +18,7 @@ from hybrid_spawner.bootstrap.credentials import CredentialRejected, registry
 BOOTSTRAP_PATH = "/api/hybrid/bootstrap"
 PORT_PATH = "/api/hybrid/port"
 REFRESH_PATH = "/api/hybrid/bucket-credentials"
+PROGRESS_PATH = "/api/hybrid/progress"
 
 
 # -- hub handlers -------------------------------------------------------------------------
@@ -69,6 +71,19 @@ def _make_handlers():
             self.log.info("hybrid bootstrap: %s reported port %d", entry.label, port)
             self.set_status(204)
 
+    class ProgressHandler(_NodeHandler):
+        """A booting node's restore progress (restore_on_start), shown on the spawn page."""
+
+        async def post(self):
+            body = self._body()
+            try:
+                registry.report_progress(body.get("secret"), body.get("restore"))
+            except CredentialRejected as e:
+                self._refuse("progress report", e)
+            except ValueError as e:
+                raise web.HTTPError(400, str(e)) from None
+            self.set_status(204)
+
     class BucketCredentialsHandler(_NodeHandler):
         """A running node's next bucket credentials, for the refresh secret it got at redemption."""
 
@@ -93,6 +108,7 @@ def _make_handlers():
     return [
         (BOOTSTRAP_PATH, BootstrapHandler),
         (PORT_PATH, PortHandler),
+        (PROGRESS_PATH, ProgressHandler),
         (REFRESH_PATH, BucketCredentialsHandler),
     ]
 

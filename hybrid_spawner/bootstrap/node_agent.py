@@ -2,10 +2,11 @@
 
 1. Redeem the single-use credential at the hub (retrying while the hub is unreachable, giving up
    at once on 403), receiving the single-user server's environment and command.
-2. Start ``jupyterhub-singleuser`` on this node's address with that environment; the credential
+2. With ``restore_on_start``, restore the user's files from the bucket first (restore_step.py).
+3. Start ``jupyterhub-singleuser`` on this node's address with that environment; the credential
    is removed from the child's environment.
-3. Once the server accepts connections, report its port to the hub with the report secret.
-4. Stay in the foreground forwarding SIGTERM/SIGINT, and exit with the server's status.
+4. Once the server accepts connections, report its port to the hub with the report secret.
+5. Stay in the foreground forwarding SIGTERM/SIGINT, and exit with the server's status.
 
 Bucket credentials (when the hub has an issuer, docs/security.md): the redemption carries the
 user's first credentials and a refresh secret. The agent writes the credentials to a file only
@@ -202,6 +203,8 @@ def main() -> int:
     if config.get("bucket_credentials"):
         path, refresher = install_credentials(config.pop("bucket_credentials"), bootstrap_url)
         env["HYBRID_S3_CREDENTIALS_FILE"] = path
+    if config.get("restore"):
+        restore_at_start(config, env, bootstrap_url, deadline)
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://{bind_ip}:{port}{prefix}"
     command = list(config["command"]) + shlex.split(os.environ.get("HYBRID_NODE_EXTRA_ARGS", ""))
@@ -230,6 +233,23 @@ def main() -> int:
     status = child.wait()
     _drop_credentials(refresher)
     return status
+
+
+def restore_at_start(config: dict, env: dict, bootstrap_url: str, deadline: float) -> None:
+    """restore_on_start: the user's files from the bucket before the server opens (restore_step)."""
+    from hybrid_spawner.bootstrap.restore_step import run_restore
+
+    progress_url = bootstrap_url.rsplit("/", 1)[0] + "/progress"
+
+    def report(fields: dict) -> None:
+        try:
+            post_json(progress_url, {"secret": config["report_secret"], "restore": fields}, timeout=5.0)
+        except Exception as e:  # the spawn page misses a line; the restore goes on
+            log(f"progress report failed: {e}")
+
+    # Leave the server a minute of the hub's patience to start after the restore.
+    job = run_restore(config["restore"], env, report, deadline - 60.0)
+    log(f"restore at start: {job.get('state')}: {job.get('message')}")
 
 
 def _drop_credentials(refresher) -> None:

@@ -31,6 +31,7 @@ from voila_publisher.sync.plan import (
     files_to_hash,
     objects_to_confirm,
     objects_to_inspect,
+    conflict_copy_path,
     plan_restore,
     plan_sync,
     remote_view,
@@ -231,8 +232,14 @@ class SyncEngine:
 
     # -- restore (bucket -> local) ------------------------------------------------------------------
 
-    def restore(self, job: Job, paths: list[str] | None = None, overwrite: bool = False) -> Job:
-        """Download the bucket's files; a local file that would be lost is reported as a conflict."""
+    def restore(
+        self, job: Job, paths: list[str] | None = None, overwrite: bool = False, keep_conflict_copies: bool = False
+    ) -> Job:
+        """Download the bucket's files; a local file that would be lost is reported as a conflict.
+
+        With ``keep_conflict_copies`` the bucket's version of each conflict is also written beside
+        the local file (:func:`conflict_copy_path`), so nothing of either side is out of reach.
+        """
         selection = resolve_selection(self.root, paths)
         manifest = Manifest.load(self.manifest_file)
         cancel = job.cancel_event
@@ -247,9 +254,10 @@ class SyncEngine:
             plan = plan_restore(local.files, remote, known, hashes, overwrite=overwrite)
             for path, entry in plan.learned.items():
                 manifest.record(path, entry)
+            copies = self._conflict_copies(plan.conflicts, remote, local.files) if keep_conflict_copies else {}
             job.update(
-                files_total=len(plan.transfer),
-                bytes_total=sum(remote[p].size for p in plan.transfer),
+                files_total=len(plan.transfer) + len(copies),
+                bytes_total=sum(remote[p].size for p in plan.transfer) + sum(remote[p].size for p in copies.values()),
                 skipped=len(plan.skip),
                 conflicts=list(plan.conflicts),
                 message=f"downloading {len(plan.transfer)} files",
@@ -262,6 +270,11 @@ class SyncEngine:
                 manifest,
                 cancel,
             )
+            if fatal is None and copies and not cancel.is_set():
+                fatal = self._run_transfers(
+                    job, pool, sorted(copies),
+                    lambda c: self._download_copy(job, copies[c], c, remote[copies[c]]), manifest, cancel,
+                )
             if fatal is not None:
                 return self._fail(job, fatal, "restore")
             if cancel.is_set():
@@ -272,8 +285,50 @@ class SyncEngine:
             pool.shutdown(wait=True, cancel_futures=True)
             manifest.save()
 
+    @staticmethod
+    def _conflict_copies(conflicts, remote, local_files) -> dict[str, str]:
+        """copy path -> conflicting path, for the copies not already on disk (same version, same name)."""
+        copies = {}
+        for path in conflicts:
+            copy = conflict_copy_path(path, remote[path].etag)
+            if copy not in local_files and copy not in remote:
+                copies[copy] = path
+        return copies
+
+    def _download_copy(self, job: Job, path: str, copy: str, obj: RemoteObject) -> None:
+        """The bucket's version of ``path`` written to ``copy``, never over an existing file."""
+        target = self.root / copy
+        tmp, _md5, _etag = self._fetch_verified(job, path, obj, target)
+        try:
+            os.link(tmp, target)  # fails if the name appeared meanwhile: theirs stays
+        except FileExistsError:
+            return
+        finally:
+            os.unlink(tmp)
+        job.conflict_copy(path, copy)
+        job.add(downloaded=1)
+
     def _download(self, job: Job, path: str, obj: RemoteObject, listed, overwrite: bool, manifest: Manifest) -> None:
         target = self.root / path
+        tmp, md5, etag = self._fetch_verified(job, path, obj, target)
+        try:
+            if not overwrite and self._changed_since_listing(target, listed):
+                job.conflict(path)
+                return  # someone wrote the file while it downloaded: keep theirs
+            os.replace(tmp, target)
+            tmp = None
+            st = LocalFile.of(os.stat(target))
+            manifest.record(path, ManifestEntry(st.size, st.mtime_ns, md5, etag, st.ctime_ns, st.ino))
+            job.add(downloaded=1)
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _fetch_verified(self, job: Job, path: str, obj: RemoteObject, target: Path) -> tuple[str, str, str]:
+        """Download ``path`` into a hidden temporary file beside ``target`` and check its MD5.
+
+        Returns (temporary file, md5, etag); the caller moves the file into place or removes it.
+        """
         if not is_within(os.path.realpath(self.root), os.path.realpath(target.parent)):
             raise StoreError("outside-root", f"{path}: its directory is a link out of the notebook root; not restored")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -295,17 +350,10 @@ class SyncEngine:
             expected = (resp.headers.get("x-amz-meta-md5") or obj.md5 or etag_md5).lower()
             if expected and md5 != expected:
                 raise StoreError("checksum-mismatch", f"{path}: downloaded content has MD5 {md5}, the bucket says {expected}")
-            if not overwrite and self._changed_since_listing(target, listed):
-                job.conflict(path)
-                return  # someone wrote the file while it downloaded: keep theirs
-            os.replace(tmp, target)
-            tmp = None
-            st = LocalFile.of(os.stat(target))
-            manifest.record(path, ManifestEntry(st.size, st.mtime_ns, md5, etag, st.ctime_ns, st.ino))
-            job.add(downloaded=1)
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp, md5, etag
 
     @staticmethod
     def _changed_since_listing(target: Path, listed) -> bool:
@@ -323,6 +371,8 @@ class SyncEngine:
             parts.append(f"{snap['deleted']} deleted")
         if snap["conflicts"]:
             parts.append(f"{len(snap['conflicts'])} conflicts left untouched")
+        if snap["conflict_copies"]:
+            parts.append(f"{len(snap['conflict_copies'])} bucket copies kept beside them")
         if snap["errors"]:
             parts.append(f"{len(snap['errors'])} errors")
         return ", ".join(parts)

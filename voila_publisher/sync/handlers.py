@@ -33,8 +33,8 @@ class SyncBaseHandler(APIHandler):
     def service(self) -> SyncService:
         return self.settings["hybrid_sync_service"]
 
-    def read_options(self, flag: str) -> tuple[list[str] | None, bool]:
-        """The request body's ``paths`` and boolean ``flag``, validated."""
+    def read_options(self, *flags: str) -> tuple[list[str] | None, dict[str, bool]]:
+        """The request body's ``paths`` and boolean ``flags`` (default false), validated."""
         raw = self.request.body or b"{}"
         try:
             body = json.loads(raw)
@@ -45,10 +45,12 @@ class SyncBaseHandler(APIHandler):
         paths = body.get("paths")
         if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
             raise web.HTTPError(400, '"paths" must be a list of paths relative to the notebook root', reason="bad-request")
-        value = body.get(flag, False)
-        if not isinstance(value, bool):
-            raise web.HTTPError(400, f'"{flag}" must be true or false', reason="bad-request")
-        return paths, value
+        values = {}
+        for flag in flags:
+            values[flag] = body.get(flag, False)
+            if not isinstance(values[flag], bool):
+                raise web.HTTPError(400, f'"{flag}" must be true or false', reason="bad-request")
+        return paths, values
 
     def start(self, kind: str, paths, **options) -> None:
         try:
@@ -78,8 +80,8 @@ class SyncHandler(SyncBaseHandler):
     @web.authenticated
     @authorized
     def post(self):
-        paths, delete = self.read_options("delete")
-        self.start("sync", paths, delete=delete)
+        paths, options = self.read_options("delete")
+        self.start("sync", paths, **options)
 
 
 class SyncJobHandler(SyncBaseHandler):
@@ -93,8 +95,8 @@ class RestoreHandler(SyncBaseHandler):
     @web.authenticated
     @authorized
     def post(self):
-        paths, overwrite = self.read_options("overwrite")
-        self.start("restore", paths, overwrite=overwrite)
+        paths, options = self.read_options("overwrite", "keep_conflict_copies")
+        self.start("restore", paths, **options)
 
 
 class RestoreJobHandler(SyncBaseHandler):

@@ -30,6 +30,8 @@ class Job:
         self.bytes_total = self.bytes_done = 0
         self.uploaded = self.downloaded = self.skipped = self.deleted = 0
         self.conflicts: list[str] = []
+        # Restores that keep the bucket's version of a conflict beside it: {"path", "copy"}.
+        self.conflict_copies: list[dict] = []
         self.errors: list[dict] = []
         self.message = "listing files"
         self.started = _now()
@@ -61,6 +63,10 @@ class Job:
     def conflict(self, path: str) -> None:
         with self._lock:
             self.conflicts.append(path)
+
+    def conflict_copy(self, path: str, copy: str) -> None:
+        with self._lock:
+            self.conflict_copies.append({"path": path, "copy": copy})
 
     def finish(self, message: str, *, failed: bool = False, reason: str | None = None) -> None:
         with self._lock:
@@ -102,6 +108,7 @@ class Job:
                 "skipped": self.skipped,
                 "deleted": self.deleted,
                 "conflicts": list(self.conflicts),
+                "conflict_copies": list(self.conflict_copies),
                 "errors": list(self.errors),
                 "message": self.message,
                 "reason": self.reason,

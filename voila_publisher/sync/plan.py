@@ -221,3 +221,20 @@ def plan_restore(
         else:
             plan.conflicts.append(path)
     return plan
+
+
+def conflict_copy_path(path: str, etag: str) -> str:
+    """Where the bucket's version of a conflicting file is kept, beside the local one.
+
+    ``thesis.ipynb`` -> ``thesis (bucket copy 3fa2c1d0).ipynb``: the same bucket version always
+    lands on the same name (a second restore writes nothing new), a newer one on another name
+    (an earlier copy is never overwritten), and the suffix stays so Jupyter still opens it.
+    """
+    directory, _, name = path.rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:  # no suffix, or a name like ".env"
+        stem, dot, suffix = name, "", ""
+    tag = "".join(c for c in etag.lower() if c in "0123456789abcdef")[:8] or "unknown"
+    copy = f"{stem} (bucket copy {tag}){dot}{suffix}"
+    return f"{directory}/{copy}" if directory else copy
+

@@ -7,8 +7,10 @@ called on the event loop, and the blocking engine always runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 from voila_publisher.identity import current_username
 from voila_publisher.sync.listing import resolve_selection
@@ -16,6 +18,8 @@ from voila_publisher.sync.config import BucketSync
 from voila_publisher.sync.engine import SyncEngine
 from voila_publisher.sync.job import Job
 
+# The node agent's report of the restore at start (hybrid_spawner/bootstrap/restore_step.py).
+RESTORE_REPORT_NAME = "restore-at-start.json"
 KEEP_JOBS = 50  # finished jobs kept for GET /hybrid/{sync,restore}/{id}
 
 
@@ -50,6 +54,29 @@ class SyncService:
             self._engine = SyncEngine(self.config, self.root, self.username)
         return self._engine
 
+    def restore_at_start(self) -> dict | None:
+        """What the node's restore at start (restore_on_start) left for the researcher, if any.
+
+        Written by the node agent (hybrid_spawner/bootstrap/restore_step.py) before the server
+        started; only what JupyterLab shows is passed on.
+        """
+        path = Path(self.root) / ".hybrid-sync" / RESTORE_REPORT_NAME
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(report, dict):
+            return None
+        copies = [c for c in report.get("conflict_copies") or [] if isinstance(c, dict)]
+        return {
+            "state": str(report.get("state") or "error"),
+            "message": str(report.get("message") or ""),
+            "downloaded": int(report.get("downloaded") or 0),
+            "conflict_copies": [{"path": str(c.get("path")), "copy": str(c.get("copy"))} for c in copies[:100]],
+            "errors": len(report.get("errors") or []),
+            "reported": float(report.get("reported") or 0),
+        }
+
     def status(self) -> dict:
         job = self.current if self.current is not None and self.current.kind == "sync" else None
         running = job if job is not None and job.running else None
@@ -62,6 +89,7 @@ class SyncService:
             "prefix": self.prefix if self.config.bucket else None,
             "current": running.to_json() if running else None,
             "last": last.to_json() if last else None,
+            "restored_at_start": self.restore_at_start(),
         }
 
     def get(self, kind: str, job_id: str) -> Job | None:
