@@ -14,15 +14,17 @@ const LISTED = 5;
 export function restoreReportText(report: IRestoreAtStart): string | null {
   const copies = report.conflict_copies;
   if (copies.length > 0) {
+    // Short: a toast shows about 140 characters (the notification centre keeps it whole).
     const listed = copies
       .slice(0, LISTED)
-      .map(c => `“${c.path}” → “${c.copy}”`)
+      .map(c => c.path)
       .join(', ');
     const more = copies.length > LISTED ? ` and ${copies.length - LISTED} more` : '';
     const files = copies.length === 1 ? 'file differed' : 'files differed';
+    const beside = copies.length === 1 ? "the bucket's version is" : "the bucket's versions are";
     return (
-      `At start, ${copies.length} ${files} from the bucket; your version is kept and ` +
-      `the bucket's is beside it: ${listed}${more}.`
+      `At start, ${copies.length} ${files} from the bucket: ${listed}${more} ` +
+      `(yours kept; ${beside} beside it as a “bucket copy”).`
     );
   }
   if (report.state !== 'done') {
