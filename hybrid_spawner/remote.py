@@ -25,7 +25,7 @@ from typing import Any
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Float, Integer, Type, Unicode
+from traitlets import Bool, Float, Integer, Type, Unicode, default
 
 from hybrid_spawner import metrics
 from hybrid_spawner._version import __version__
@@ -68,8 +68,17 @@ class BackendFull(SpawnFailed):
     """
 
 
+#: $JUPYTERHUB_API_TOKEN's scopes: JupyterHub's "server" role, plus stopping this one server,
+#: which JupyterLab's "Stop My Server…" asks the hub for (voila_publisher/sync/stop.py).
+SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server", "servers!server")
+
+
 class RemoteSpawner(Spawner):
     """Base class for spawners whose server runs on a node booted by a cloud or scheduler."""
+
+    @default("server_token_scopes")
+    def _default_server_token_scopes(self):
+        return list(SERVER_TOKEN_SCOPES)
 
     #: Short backend name stored in the state (``"ec2"``, ``"openstack"``).
     backend: str = "remote"
@@ -118,6 +127,15 @@ class RemoteSpawner(Spawner):
         config=True,
         help="""Seconds the restore at start may take; after that the server starts with what
         has arrived (the spawn page says so). Keep it below start_timeout.""",
+    )
+    home_kind = Unicode(
+        "",
+        config=True,
+        help="""What the server's home is, as JupyterLab's status bar tells the researcher
+        ($HYBRID_HOME_KIND on the node): "persistent" (a volume kept across stops),
+        "ephemeral" (gone with the server: only what was synced survives) or "shared" (a
+        cluster filesystem). Empty: the backend's own answer (Slurm: shared; EC2 and
+        OpenStack: ephemeral, or persistent when the server has a home volume).""",
     )
     node_user = Unicode(
         "",
@@ -301,8 +319,13 @@ class RemoteSpawner(Spawner):
         self._start_task = asyncio.ensure_future(self._start_node())
         return await self._start_task
 
+    def default_home_kind(self) -> str:
+        """The backend's answer for ``home_kind`` (a backend with kept volumes overrides it)."""
+        return "ephemeral"
+
     def get_env(self) -> dict:
         env = super().get_env()
+        env["HYBRID_HOME_KIND"] = self.home_kind or self.default_home_kind()
         # After Spawner.environment, so a replaced `environment` cannot turn publishing off.
         env.update(self._publisher_environment())
         return env

@@ -170,6 +170,13 @@ class HybridSpawner(Spawner):
     # spawner, which clear_state drops, so the next start can say it first.
     last_stop_message = Unicode("")
 
+    @default("server_token_scopes")
+    def _default_server_token_scopes(self):
+        # The token is minted for this spawner, not its backend child: same scopes.
+        from hybrid_spawner.remote import SERVER_TOKEN_SCOPES
+
+        return list(SERVER_TOKEN_SCOPES)
+
     @default("options_form")
     def _options_form_default(self):
         return HybridSpawner._render_form

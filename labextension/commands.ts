@@ -4,6 +4,7 @@
  * enabled and what their tooltips say.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { Dialog, ICommandPalette, Notification, showDialog } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker } from '@jupyterlab/notebook';
@@ -30,6 +31,7 @@ export namespace CommandIDs {
   export const unpublish = 'hybrid:unpublish';
   export const openDashboard = 'hybrid:open-dashboard';
   export const versions = 'hybrid:dashboard-versions';
+  export const stopServer = 'hybrid:stop-server';
 }
 
 export const PALETTE_CATEGORY = 'Cloud';
@@ -361,6 +363,64 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
     }
   });
 
+  commands.addCommand(CommandIDs.stopServer, {
+    label: 'Stop My Server…',
+    caption: 'Stop this server through JupyterHub (warns first if files would be lost with it)',
+    // Only where a hub started this server.
+    isVisible: () => PageConfig.getOption('hubUser') !== '',
+    execute: async () => {
+      const home = await model.refreshHome();
+      const unsynced = home?.unsynced ?? 0;
+      let body: string;
+      const buttons = [Dialog.cancelButton()];
+      if (home?.kind === 'ephemeral' && unsynced > 0) {
+        const examples = home.unsynced_examples.join(', ');
+        body =
+          `This server's home does not outlive it, and ${unsynced} file${unsynced === 1 ? ' has' : 's have'} ` +
+          `changed since the last sync (${examples}${unsynced > home.unsynced_examples.length ? ', …' : ''}). ` +
+          'Stopped without a sync, these changes are lost.';
+        buttons.push(
+          Dialog.warnButton({ label: 'Stop without syncing' }),
+          Dialog.okButton({ label: 'Sync, then stop' })
+        );
+      } else {
+        body =
+          home?.kind === 'persistent'
+            ? 'Your home volume is kept: everything is there when you start again.'
+            : home?.kind === 'ephemeral'
+              ? 'Everything here is in the bucket: nothing is lost.'
+              : 'Running kernels and terminals end with the server.';
+        buttons.push(Dialog.warnButton({ label: 'Stop' }));
+      }
+      const result = await showDialog({ title: 'Stop this server?', body, buttons });
+      if (!result.button.accept) {
+        return;
+      }
+      if (result.button.label === 'Sync, then stop') {
+        await saveAll();
+        const job = await runJobWithNotification(
+          model,
+          'sync',
+          () => model.client.startSync({}),
+          () => void commands.execute(CommandIDs.sync)
+        );
+        if (!job || job.state !== 'done') {
+          Notification.warning('The server keeps running: the sync did not finish.', {
+            autoClose: false
+          });
+          return;
+        }
+      }
+      try {
+        await model.client.stopServer();
+      } catch (error) {
+        notifyFailure('Could not stop this server', error);
+        return;
+      }
+      Notification.info('Stopping this server…', { autoClose: false });
+    }
+  });
+
   // Buttons and menus re-read labels, tooltips and enabled state when told.
   model.changed.connect(() => {
     for (const id of Object.values(CommandIDs)) {
@@ -375,7 +435,8 @@ export function registerCommands(ctx: ICommandContext, palette: ICommandPalette 
       CommandIDs.publish,
       CommandIDs.openDashboard,
       CommandIDs.versions,
-      CommandIDs.unpublish
+      CommandIDs.unpublish,
+      CommandIDs.stopServer
     ]) {
       palette.addItem({ command, category: PALETTE_CATEGORY });
     }

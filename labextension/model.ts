@@ -9,7 +9,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { ExtensionMissingError, HybridClient } from './request';
 import { IPublishChoice } from './publishDialog';
-import { IDashboard, IDashboardVersion, IJob, IPublishStatus, ISyncStatus } from './types';
+import { IDashboard, IDashboardVersion, IHome, IJob, IPublishStatus, ISyncStatus } from './types';
 
 /** Whether a feature can be used, and if not, why (shown as the buttons' tooltip). */
 export type Availability =
@@ -95,7 +95,22 @@ export class HybridModel {
 
   /** Ask the server whether sync and publish are set up (both in parallel). */
   async refresh(): Promise<void> {
-    await Promise.all([this.refreshSync(), this.refreshPublish()]);
+    await Promise.all([this.refreshSync(), this.refreshPublish(), this.refreshHome()]);
+  }
+
+  /** Where this server's work lives, or null when the server cannot say. */
+  get home(): IHome | null {
+    return this._home;
+  }
+
+  async refreshHome(): Promise<IHome | null> {
+    try {
+      this._home = await this.client.home();
+    } catch {
+      this._home = null; // an older server extension: the status bar shows the sync alone
+    }
+    this._changed.emit();
+    return this._home;
   }
 
   async refreshSync(): Promise<void> {
@@ -188,6 +203,7 @@ export class HybridModel {
     this._lastJob = job;
     this._lastError = job.state === 'error' ? job.message ?? 'the job failed' : null;
     this._changed.emit();
+    void this.refreshHome(); // what is unsynced changed with the job
     return job;
   }
 
@@ -249,6 +265,7 @@ export class HybridModel {
   private _sync: Availability = { state: 'checking' };
   private _publish: Availability = { state: 'checking' };
   private _syncInfo: ISyncStatus | null = null;
+  private _home: IHome | null = null;
   private _activeJob: IJob | null = null;
   private _lastJob: IJob | null = null;
   private _lastError: string | null = null;

@@ -9,6 +9,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import {
   IDashboard,
+  IHome,
   IJob,
   IDashboardVersion,
   IPublishRequest,
@@ -137,6 +138,15 @@ export class HybridClient {
   /** The job's current state, from the endpoint of its kind. */
   job(job: Pick<IJob, 'id' | 'kind'>): Promise<IJob> {
     return job.kind === 'restore' ? this.restoreJob(job.id) : this.syncJob(job.id);
+  }
+
+  home(): Promise<IHome> {
+    return requestAPI<IHome>('home', {}, this.settings);
+  }
+
+  /** Ask the hub (through this server) to stop this server. */
+  stopServer(): Promise<{ stopping: boolean }> {
+    return requestAPI<{ stopping: boolean }>('stop', post({}), this.settings);
   }
 
   publishStatus(): Promise<IPublishStatus> {

@@ -9,7 +9,7 @@ import { syncIcon } from './icons';
 import { jobTime } from './messages';
 import { HybridModel } from './model';
 
-export type SyncDisplayState = 'checking' | 'off' | 'syncing' | 'ok' | 'error' | 'idle';
+export type SyncDisplayState = 'checking' | 'off' | 'syncing' | 'ok' | 'error' | 'idle' | 'unsynced';
 
 export interface ISyncDisplay {
   state: SyncDisplayState;
@@ -17,8 +17,49 @@ export interface ISyncDisplay {
   title: string;
 }
 
-/** What the item shows for the model's current state. */
+/** "20 GB" / "512 MB" (decimal units, as disks are sold). */
+function sizeText(bytes: number): string {
+  return bytes >= 1e9 ? `${Math.round(bytes / 1e9)} GB` : `${Math.round(bytes / 1e6)} MB`;
+}
+
+/**
+ * The sync display, saying where the work lives: "home: persistent volume, 20 GB, 43% used"
+ * or "ephemeral: synced 2 minutes ago" (and how many files only this server has).
+ */
 export function describeSync(model: HybridModel, now: Date = new Date()): ISyncDisplay {
+  const display = describeSyncState(model, now);
+  const home = model.home;
+  if (!home || home.kind === 'unknown' || display.state === 'checking') {
+    return display;
+  }
+  const used = home.size_bytes ? Math.round((100 * home.used_bytes) / home.size_bytes) : 0;
+  const unsynced =
+    home.unsynced > 0
+      ? ` ${home.unsynced} file${home.unsynced === 1 ? '' : 's'} changed since the last sync.`
+      : '';
+  if (home.kind === 'persistent' && (display.state === 'ok' || display.state === 'idle')) {
+    return {
+      ...display,
+      text: `home: persistent volume, ${sizeText(home.size_bytes)}, ${used}% used`,
+      title: `Your home is a volume kept when this server stops. ${display.title}${unsynced}`
+    };
+  }
+  const lower = display.text.charAt(0).toLowerCase() + display.text.slice(1);
+  if (home.kind === 'ephemeral') {
+    return {
+      ...display,
+      state: home.unsynced > 0 && display.state !== 'syncing' ? 'unsynced' : display.state,
+      text: `ephemeral: ${lower}`,
+      title:
+        `This server's home does not outlive it: only what is in the bucket survives a stop.${unsynced} ` +
+        display.title
+    };
+  }
+  return { ...display, text: `shared home: ${lower}`, title: `Your home is on the cluster's shared filesystem. ${display.title}` };
+}
+
+/** What the item shows for the sync alone. */
+function describeSyncState(model: HybridModel, now: Date): ISyncDisplay {
   const availability = model.sync;
   if (availability.state === 'checking') {
     return { state: 'checking', text: 'Sync…', title: 'Checking whether sync to bucket is set up…' };

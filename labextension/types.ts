@@ -95,3 +95,16 @@ export interface IPublishRequest {
   visibility?: Visibility;
   new_link?: boolean;
 }
+
+/** Where this server's work lives (GET /hybrid/home). */
+export interface IHome {
+  kind: 'persistent' | 'ephemeral' | 'shared' | 'unknown';
+  label: string;
+  size_bytes: number;
+  used_bytes: number;
+  files: number;
+  /** Files the last sync or restore did not record as they are now. */
+  unsynced: number;
+  unsynced_examples: string[];
+  last_sync: string | null;
+}

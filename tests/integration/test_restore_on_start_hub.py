@@ -47,7 +47,7 @@ def world(moto_server, tmp_path_factory):
     store.start()
     bucket = store.create_bucket(f"notebooks-{uuid.uuid4().hex[:10]}")
     admin = store.client()
-    for user in ("alice", "carol"):
+    for user in ("alice", "carol", "dora"):
         for rel, data in FILES.items():
             admin.put_object(Bucket=bucket, Key=f"users/{user}/{rel}", Body=data)
     shared = base / "hub-aws-credentials"
@@ -139,3 +139,26 @@ def test_a_forged_progress_report_is_refused(world):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(req, timeout=10)
         assert caught.value.code == code
+
+
+def test_the_server_reports_its_home_and_stops_itself_through_the_hub(world):
+    """GET /hybrid/home says where the work lives; POST /hybrid/stop has the hub stop the server
+    with the server's own token (scope servers!server), as Lab's "Stop My Server…" does."""
+    import urllib.request
+
+    hub, homes = world["hub"], world["homes"]
+    spawn_and_watch(hub, "dora")
+    status, text = hub.get_via_proxy("/user/dora/hybrid/home")
+    assert status == 200, text
+    home = json.loads(text)
+    assert home["kind"] == "ephemeral" and home["unsynced"] == 0 and home["files"] == len(FILES)
+    (homes / "dora" / "new-idea.ipynb").write_text('{"cells": []}')
+    home = json.loads(hub.get_via_proxy("/user/dora/hybrid/home")[1])
+    assert home["unsynced"] == 1 and home["unsynced_examples"] == ["new-idea.ipynb"]
+
+    request = urllib.request.Request(f"{hub.url}/user/dora/hybrid/stop", data=b"{}", method="POST")
+    request.add_header("Authorization", f"token {hub.admin_token}")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 202 and json.loads(answer.read())["stopping"] is True
+    hub.wait_stopped("dora", timeout=60)
+    assert "dora" in hub.log_text() and hub.server_model("dora") is None

@@ -86,6 +86,7 @@ async def test_status_reports_configuration(jp_fetch, s3_bucket):
         "prefix": f"users/{USER}/",
         "current": None,
         "last": None,
+        "restored_at_start": None,
     }
 
 

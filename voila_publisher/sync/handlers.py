@@ -5,6 +5,8 @@
     GET  /hybrid/sync/{id}       a sync's progress
     POST /hybrid/restore         start a restore -> 202 Job
     GET  /hybrid/restore/{id}    a restore's progress
+    GET  /hybrid/home            the server's home: kind, fill level, files not yet synced
+    POST /hybrid/stop            ask the hub to stop this server (with this server's hub token)
 
 Authenticated, authorized (resource "hybrid_sync") and XSRF-checked like every Jupyter API;
 errors are JSON ``{"message", "reason"}``.
@@ -106,6 +108,31 @@ class RestoreJobHandler(SyncBaseHandler):
         self.write_job("restore", job_id)
 
 
+class HomeHandler(SyncBaseHandler):
+    """GET /hybrid/home: the kind of home, its fill level and the files the bucket lacks."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.finish(json.dumps(await self.service.home()))
+
+
+class StopHandler(SyncBaseHandler):
+    """POST /hybrid/stop: ask the hub to stop this server (Lab's "Stop My Server…")."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        from voila_publisher.sync.stop import StopRefused, stop_own_server
+
+        try:
+            status = await stop_own_server()
+        except StopRefused as e:
+            raise web.HTTPError(409, str(e), reason="stop-refused") from None
+        self.set_status(202)
+        self.finish(json.dumps({"stopping": True, "hub_status": status}))
+
+
 def _install_final_sync(server_app, service: SyncService) -> None:
     """Run the final sync in the server's shutdown sequence, before kernels and the loop stop.
 
@@ -139,6 +166,8 @@ def setup_handlers(server_app) -> None:
             (url_path_join(base, "sync", job_id), SyncJobHandler),
             (url_path_join(base, "restore"), RestoreHandler),
             (url_path_join(base, "restore", job_id), RestoreJobHandler),
+            (url_path_join(base, "home"), HomeHandler),
+            (url_path_join(base, "stop"), StopHandler),
         ],
     )
     _install_final_sync(server_app, service)

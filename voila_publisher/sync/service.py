@@ -54,6 +54,20 @@ class SyncService:
             self._engine = SyncEngine(self.config, self.root, self.username)
         return self._engine
 
+    async def home(self) -> dict:
+        """The server's home for the status bar (voila_publisher.sync.home), read in a thread."""
+        from voila_publisher.sync.home import describe_home
+        from voila_publisher.sync.manifest import Manifest
+
+        def read() -> dict:
+            manifest = Manifest.load(self.engine.manifest_file).snapshot() if self.config.bucket else {}
+            return describe_home(self.root, self.config.all_excludes, manifest)
+
+        answer = await asyncio.to_thread(read)
+        last = self.last.get("sync")
+        answer["last_sync"] = last.finished if last is not None and last.state == "done" else None
+        return answer
+
     def restore_at_start(self) -> dict | None:
         """What the node's restore at start (restore_on_start) left for the researcher, if any.
 

@@ -226,6 +226,9 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
     def _output_path(self, job_id: str) -> str:
         return self.job_output.format(**self._names()).replace("%j", job_id)
 
+    def default_home_kind(self) -> str:
+        return "shared"  # the cluster's home filesystem (docs/slurm.md, site checklist)
+
     def script_context(self) -> dict:
         subvars = self._subvars()
         names = self._names()
