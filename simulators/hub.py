@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from simulators.processes import ManagedProcess, child_env, free_port, http_ok, venv_bin_dir
+from simulators.processes import ManagedProcess, child_env, end_processes_working_in, free_port, http_ok, venv_bin_dir
 
 BASE_CONFIG = """\
 # Written by simulators.hub; the caller's configuration follows the base part.
@@ -107,6 +107,9 @@ class LocalHub:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=20)
+        # The proxy and managed services run in sessions of their own: end those a killed
+        # (or slow) hub left behind, so no test leaves a daemon on the machine.
+        end_processes_working_in(self.dir)
 
     def restart(self) -> None:
         self.stop()

@@ -110,6 +110,51 @@ class ManagedProcess:
         self.stop()
 
 
+def processes_working_in(directory) -> list[int]:
+    """PIDs of this machine's processes whose working directory is ``directory`` or below it.
+
+    What a hub starts in sessions of its own (configurable-http-proxy, managed services such
+    as the idle culler) outlives a hub that was killed, or that took longer to stop than its
+    deadline; they all work in the hub's directory, which is how they are found.
+    """
+    root = os.path.realpath(directory)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        cwd = cwd.removesuffix(" (deleted)")
+        if cwd == root or cwd.startswith(root + os.sep):
+            found.append(int(entry))
+    return found
+
+
+def end_processes_working_in(directory, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, what :func:`processes_working_in` finds (started by our own hub)."""
+    pids = processes_working_in(directory)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _alive(pid)]
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"  # a zombie has ended
+    except (OSError, IndexError):
+        return False
+
+
 def stop_together(processes, timeout: float = 10.0) -> None:
     """Stop many processes in about the time of one: SIGTERM every group first, wait for all on
     one shared deadline, then SIGKILL the groups still there.
