@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -67,6 +68,15 @@ class InstanceSource:
     def boot_script(self, instance_id: str) -> str | None:
         """The instance's user-data as text, or None if it has none."""
         raise NotImplementedError
+
+    def home_volume(self, instance_id: str) -> str | None:
+        """The id of the volume attached as this instance's home, if any (from the last listing).
+
+        The runner gives each volume a directory of its own that outlives the instance, as a
+        cloud keeps a detached volume; without one, the node gets a root disk of its own that
+        goes when the instance is terminated.
+        """
+        return None
 
 
 class EC2InstanceSource(InstanceSource):
@@ -128,6 +138,7 @@ class NodeRunner:
         os.chmod(self.workdir, 0o700)
         self.allow_root = allow_root
         self.status_file = Path(status_file) if status_file else None
+        self.disks_dir = self.workdir / "disks"  # each instance's root disk, removed at termination
         self.nodes: dict[str, tuple[ManagedProcess, int]] = {}
         self.finished: dict[str, int | None] = {}
         self.errors = 0
@@ -158,7 +169,14 @@ class NodeRunner:
         for instance_id, state in instances.items():
             if state == "running" and instance_id not in self.nodes and instance_id not in self.finished:
                 self.boot(instance_id)
+        self.discard_root_disks(instances)
         self.write_status()
+
+    def discard_root_disks(self, instances: dict[str, str]) -> None:
+        """A terminated instance's disk is gone, as on a real cloud (a stopped one keeps it)."""
+        for disk in list(self.disks_dir.iterdir()) if self.disks_dir.exists() else []:
+            if instances.get(disk.name, "gone") in ("terminated", "gone") and disk.name not in self.nodes:
+                shutil.rmtree(disk, ignore_errors=True)
 
     def boot(self, instance_id: str) -> None:
         try:
@@ -174,9 +192,10 @@ class NodeRunner:
         path.chmod(0o700)
         port = free_port()
         # A directory of its own, like a fresh machine: the node's server must not serve the
-        # runner's working directory.
-        home = self.workdir / instance_id
-        home.mkdir(exist_ok=True)
+        # runner's working directory. An attached home volume has its own, kept across instances.
+        volume = self.source.home_volume(instance_id)
+        home = self.workdir / "volumes" / volume if volume else self.disks_dir / instance_id
+        home.mkdir(parents=True, exist_ok=True)
         proc = ManagedProcess(
             f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port), cwd=home
         )

@@ -45,6 +45,7 @@ class NovaInstanceSource(InstanceSource):
         self.settings = ConnectionSettings.build(cloud=cloud, clouds_yaml=clouds_yaml)
         self.tag = hub_tag(hub_id)
         self.seen: dict[str, tuple[str | None, str | None]] = {}  # id -> (fixed IP, user_data)
+        self.volumes: dict[str, list[str]] = {}  # id -> attached volume ids
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -58,12 +59,18 @@ class NovaInstanceSource(InstanceSource):
     def list_instances(self) -> list[SourceInstance]:
         from hybrid_spawner.backends.openstack.connection import connect
 
-        found, seen = [], {}
+        found, seen, volumes = [], {}, {}
         for server in connect(self.settings).compute.servers(details=True, tags=self.tag):
             seen[server.id] = (private_ip(server.addresses), server.user_data)
+            volumes[server.id] = [v["id"] for v in server.attached_volumes or [] if v.get("id")]
             found.append(SourceInstance(server.id, classify_status(server.status, server.task_state)))
-        self.seen = seen
+        self.seen, self.volumes = seen, volumes
         return found
+
+    def home_volume(self, instance_id: str) -> str | None:
+        """The volume Nova attached to the server (the persistent home): its first data volume."""
+        attached = self.volumes.get(instance_id) or []
+        return attached[0] if attached else None
 
     def boot_script(self, instance_id: str) -> str | None:
         address, user_data = self.seen.get(instance_id, (None, None))

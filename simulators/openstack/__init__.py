@@ -77,6 +77,12 @@ class FakeOpenStack:
     def clear_failures(self) -> None:
         self.control("DELETE", "/fail")
 
+    def set_zones(self, *zones: str) -> None:
+        self.control("PUT", "/zones", {"zones": list(zones)})
+
+    def volumes(self) -> list[dict]:
+        return self.control("GET", "/volumes")["volumes"]
+
     def servers(self) -> list[dict]:
         return self.control("GET", "/servers")["servers"]
 

@@ -123,7 +123,27 @@ def reset(req: Request) -> Response:
         c.fails.clear()
         c.requests.clear()
         c.quotas.update({"instances": 10, "cores": 20, "ram": 51200})
+        c.volumes.clear()
+        c.volume_quota_gb = 1000
+        c.zones[:] = ["nova"]
     return Response(204)
+
+
+def set_zones(req: Request) -> Response:
+    """``{"zones": ["nova", "az2"]}``: the availability zones servers and volumes may use."""
+    zones = _body(req).get("zones")
+    if not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones):
+        return json_response(400, {"error": "zones must be a non-empty list of names"})
+    with req.cloud.lock:
+        req.cloud.zones[:] = zones
+    return Response(204)
+
+
+def dump_volumes(req: Request) -> Response:
+    from simulators.openstack.volumes import volume_view
+
+    with req.cloud.lock:
+        return json_response(200, {"volumes": [volume_view(req.cloud, v) for v in req.cloud.volumes.values()]})
 
 
 def register(router: Router) -> None:
@@ -138,3 +158,5 @@ def register(router: Router) -> None:
     router.add("GET", "/_fake/requests", requests_seen)
     router.add("DELETE", "/_fake/requests", requests_seen)
     router.add("POST", "/_fake/reset", reset)
+    router.add("PUT", "/_fake/zones", set_zones)
+    router.add("GET", "/_fake/volumes", dump_volumes)

@@ -34,12 +34,14 @@ def version_doc(base: str) -> dict:
     }
 
 
-def catalog(base: str, region: str) -> list[dict]:
+def catalog(base: str, region: str, project_id: str = "") -> list[dict]:
     services = [
         ("identity", "keystone", f"{base}{IDENTITY}"),
         ("compute", "nova", f"{base}/compute/v2.1"),
         ("network", "neutron", f"{base}/networking"),
         ("image", "glance", f"{base}/image"),
+        ("block-storage", "cinder", f"{base}/volume/v3/{project_id}"),
+        ("volumev3", "cinderv3", f"{base}/volume/v3/{project_id}"),
     ]
     return [
         {
@@ -125,7 +127,7 @@ def token_body(req: Request, token) -> dict:
             "project": {"id": cloud.project_id, "name": cloud.project_name, "domain": domain},
             "is_domain": False,
             "roles": [{"id": secrets.token_hex(16), "name": r} for r in token.roles],
-            "catalog": catalog(req.base_url, cloud.region),
+            "catalog": catalog(req.base_url, cloud.region, cloud.project_id),
         })
     if token.app_cred_id:
         cred = cloud.app_creds[token.app_cred_id]

@@ -165,6 +165,9 @@ def server_view(req: Request, s: Server, detail: bool = True) -> dict:
         "os-extended-volumes:volumes_attached": [
             {"id": b["volume_id"], "delete_on_termination": b.get("delete_on_termination", False)}
             for b in s.block_device_mapping if status == "ACTIVE"
+        ] + [  # volumes attached later (simulators/openstack/volumes.py)
+            {"id": v["id"], "delete_on_termination": False}
+            for v in cloud.volumes.values() if any(a["server_id"] == s.id for a in v["_attachments"])
         ],
     }
     if status in ("BUILD", "ACTIVE"):
@@ -306,7 +309,11 @@ def create_server(req: Request) -> Response:  # noqa: C901 - one validation step
             return fault(400, "Can not find requested image")
         image_id = image["id"]
     volumes = []
+    existing = []  # volumes the server gets attached at boot (a persistent home)
     for b in bdms:
+        if b.get("source_type") == "volume" and str(b.get("boot_index")) != "0":
+            existing.append(str(b.get("uuid") or ""))
+            continue
         if b.get("source_type") == "image":
             if _image_ref(req, str(b.get("uuid") or "")) is None:
                 return fault(400, "Can not find requested image")
@@ -362,14 +369,23 @@ def create_server(req: Request) -> Response:  # noqa: C901 - one validation step
             return fault(400, "User data needs to be valid base 64.")
         if len(user_data) > 65535:
             return fault(400, "Invalid input for field/attribute user_data.")
-    try:
-        s = cloud.create_server(
-            name=name, flavor=flavor, image_id=image_id, networks=net_ids, security_groups=groups,
-            key_name=key_name, availability_zone=zone, metadata=dict(metadata), tags=list(tags),
-            user_data=user_data, block_device_mapping=volumes, user_id=req.token.user.id,
-        )
-    except QuotaExceeded as e:
-        return fault(403, str(e))
+    from simulators.openstack.volumes import attach_at_boot, refuse_at_boot
+
+    with cloud.lock:  # the volumes are checked and taken with the server, as Nova reserves them
+        for vid in existing:
+            refused = refuse_at_boot(cloud, vid, zone)
+            if refused:
+                return fault(400, refused)
+        try:
+            s = cloud.create_server(
+                name=name, flavor=flavor, image_id=image_id, networks=net_ids, security_groups=groups,
+                key_name=key_name, availability_zone=zone, metadata=dict(metadata), tags=list(tags),
+                user_data=user_data, block_device_mapping=volumes, user_id=req.token.user.id,
+            )
+        except QuotaExceeded as e:
+            return fault(403, str(e))
+        for vid in existing:
+            attach_at_boot(cloud, vid, s.id)
     link = f"{req.base_url}{PREFIX}/servers/{s.id}"
     body = {"server": {"id": s.id, "links": [{"rel": "self", "href": link}], "OS-DCF:diskConfig": "MANUAL",
                        "security_groups": [{"name": g} for g in groups], "adminPass": "fakeAdminPass0"}}

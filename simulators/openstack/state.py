@@ -122,6 +122,11 @@ class Cloud:
         self.security_groups: dict[str, dict] = {}
         self.keypairs: dict[str, dict] = {}
         self.zones = ["nova"]
+        # Cinder (simulators/openstack/volumes.py): volumes by id, and their timing.
+        self.volumes: dict[str, dict] = {}
+        self.volume_quota_gb = 1000
+        self.volume_build_seconds = 0.3
+        self.volume_detach_seconds = 0.3
         self.servers: dict[str, Server] = {}
         self.quotas = {"instances": 10, "cores": 20, "ram": 51200}
         self.pending_faults: list[str] = []
@@ -297,6 +302,11 @@ class Cloud:
             if server.deleted_at is None:
                 server.deleted_at = time.time()
                 server.updated = server.deleted_at
+                # Nova detaches the server's volumes as it deletes it: their data stays.
+                for volume in self.volumes.values():
+                    for attachment in [a for a in volume["_attachments"] if a["server_id"] == sid]:
+                        volume["_attachments"].remove(attachment)
+                        volume["_detached_at"] = volume["_updated"] = server.deleted_at
             return True
 
     # -- fault injection ------------------------------------------------------------------

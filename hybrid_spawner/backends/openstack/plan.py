@@ -44,6 +44,7 @@ class ServerPlan:
     metadata: dict = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     user_data: str = ""
+    home_volume_id: str = ""  # an existing Cinder volume attached at boot (the persistent home)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,12 @@ def create_server_attrs(plan: ServerPlan, ids: ResolvedIds) -> dict:
         }]
     else:
         attrs["image_id"] = ids.image_id
+    if plan.home_volume_id:
+        # Attached at boot, not after: the node's bootstrap finds its home disk already there.
+        attrs.setdefault("block_device_mapping", []).append({
+            "uuid": plan.home_volume_id, "source_type": "volume", "destination_type": "volume",
+            "boot_index": -1, "delete_on_termination": False,
+        })
     if plan.security_groups:
         attrs["security_groups"] = [{"name": g} for g in plan.security_groups]
     if plan.key_name:

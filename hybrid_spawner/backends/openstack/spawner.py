@@ -15,6 +15,7 @@ import time
 
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, validate
 
+from hybrid_spawner.backends.openstack import home_volume as home_rules
 from hybrid_spawner.backends.openstack import plan as plan_rules
 from hybrid_spawner.backends.openstack.connection import ConnectionSettings, connect, describe_sdk_error, forget, is_transient
 from hybrid_spawner.backends.openstack.status import OpenStackStatusCache
@@ -87,6 +88,37 @@ class OpenStackSpawner(RemoteSpawner):
     delete_volume_on_termination = Bool(
         True, config=True, help="""Delete the boot volume with the server (only with boot_volume_size)."""
     )
+    home_volume_size = Integer(
+        0,
+        config=True,
+        help="""GB of the persistent home: one Cinder volume per user and named server, created
+        at the first start, attached at every start (at boot, so the node finds it) and kept
+        when the server stops; the server is launched in the volume's availability zone. The
+        node bootstrap formats it only when blank and mounts it as the home. 0: no volume, the
+        home is the server's own disk and goes with it (use restore_on_start then). A profile
+        may set it within home_volume_max_size.""",
+    )
+    home_volume_max_size = Integer(
+        100, config=True, help="""Largest home_volume_size a profile may ask for (GB); 0: no limit."""
+    )
+    home_volume_type = Unicode(
+        "", config=True, help="""Cinder volume type of new home volumes; empty: the cloud's default type."""
+    )
+    home_volume_types_allowed = List(
+        Unicode(),
+        config=True,
+        help="""Volume types a profile may choose for home_volume_type; empty: any (the admin's
+        own settings are not checked against it when it is empty).""",
+    )
+    home_volume_timeout = Float(
+        120, config=True, help="""Seconds to wait for Cinder to create a home volume."""
+    )
+    delete_home_volume_with_user = Bool(
+        False,
+        config=True,
+        help="""When the hub deletes a user (JupyterHub's delete_forever), delete their home
+        volume too. Off by default: a deleted account's data is kept until an admin removes it.""",
+    )
     server_name_template = Unicode(
         "jupyter-{username}-{servername}",
         config=True,
@@ -158,6 +190,14 @@ class OpenStackSpawner(RemoteSpawner):
         except plan_rules.PlanError as e:
             raise SpawnFailed(f"OpenStack is misconfigured on the hub: {e}") from None
         self._ids, self._network_name = await self._call(self._resolve, self._plan_base)
+        if self.home_volume_size:
+            try:
+                self._home_request = home_rules.check_request(
+                    self.home_volume_size, self.home_volume_type,
+                    max_size_gb=self.home_volume_max_size, allowed_types=list(self.home_volume_types_allowed),
+                )
+            except plan_rules.PlanError as e:
+                raise SpawnFailed(f"Home volume refused: {e}.", status=400) from None
 
     def _resolve(self, conn, plan: plan_rules.ServerPlan):
         """Blocking: look up image, flavor and networks; a clear error names what is missing."""
@@ -191,10 +231,68 @@ class OpenStackSpawner(RemoteSpawner):
             tags=(plan_rules.hub_tag(hub_id),), user_data=user_data,
         )
 
+    def default_home_kind(self) -> str:
+        return "persistent" if self.home_volume_size else "ephemeral"
+
+    def _home_metadata(self) -> dict:
+        return home_rules.volume_metadata(hub_id=self.hub_id, owner=self.user.name, servername=self.name or "")
+
+    def _find_home(self, conn) -> dict | None:
+        """Blocking: this user's and server's home volume, as a dict, or None."""
+        volumes = [
+            {"id": v.id, "metadata": dict(v.metadata or {}), "status": v.status, "created_at": v.created_at,
+             "availability_zone": v.availability_zone, "size": v.size, "attachments": list(v.attachments or [])}
+            for v in conn.block_storage.volumes(details=True)
+        ]
+        return home_rules.pick_home(volumes, self._home_metadata())
+
+    async def _home_volume(self, server_name: str) -> dict:
+        """The home volume, created at the first start; waits until it can be attached."""
+        volume = await self._call(self._find_home)
+        if volume is None:
+            request = self._home_request
+            self.emit(12, f"Creating your home volume ({request.size_gb} GB)")
+            attrs = {"size": request.size_gb, "name": home_rules.volume_name(server_name),
+                     "metadata": self._home_metadata()}
+            if request.volume_type:
+                attrs["volume_type"] = request.volume_type
+            if self.availability_zone:
+                attrs["availability_zone"] = self.availability_zone
+            created = await self._call(lambda conn: conn.block_storage.create_volume(**attrs))
+            volume = {"id": created.id, "status": created.status}
+        else:
+            self.emit(12, f"Found your home volume {volume['id']} ({volume.get('size')} GB)")
+        deadline = time.monotonic() + self.home_volume_timeout
+        while True:
+            refused = home_rules.refuse_in_use(volume, self.server_name or server_name)
+            if refused:
+                raise SpawnFailed(refused, status=409)
+            if volume.get("status") == "available":
+                return volume
+            if time.monotonic() > deadline:
+                raise SpawnFailed(f"Your home volume {volume['id']} is still {volume.get('status')!r} after "
+                                  f"{self.home_volume_timeout:.0f} s; try again later.")
+            await asyncio.sleep(0.5)
+            volume = await self._call(self._find_home) or volume
+
+    async def delete_forever(self):
+        """JupyterHub deletes the user: their home volume goes only if the admin said so."""
+        if not (self.home_volume_size and self.delete_home_volume_with_user):
+            return
+        volume = await self._call(self._find_home)
+        if volume is not None:
+            self.log.info("%s: deleting home volume %s with the user", self._log_name, volume["id"])
+            await self._call(lambda conn: conn.block_storage.delete_volume(volume["id"]))
+
     async def launch_node(self, script: str) -> str:
         from openstack import exceptions as osx
 
         plan = dataclasses.replace(self._plan_base, user_data=script)
+        if self.home_volume_size:
+            volume = await self._home_volume(plan.name)
+            zone = volume.get("availability_zone") or plan.availability_zone
+            plan = dataclasses.replace(plan, home_volume_id=volume["id"], availability_zone=zone or "")
+            self.emit(15, f"Your home volume {volume['id']} is attached at boot (zone {zone or 'default'})")
         attrs = plan_rules.create_server_attrs(plan, self._ids)
         self.server_name = plan.name
         try:
