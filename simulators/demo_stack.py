@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +122,12 @@ class DemoStack:
             if reason:
                 raise RuntimeError(f"--ldap needs slapd: {reason}")
         d = self.directory
-        d.mkdir(parents=True, exist_ok=True)
+        if not d.exists():
+            # Whatever the umask: the simulated nodes and Slurm jobs run as the researchers' own
+            # accounts and munged wants every directory above its socket traversable by all.
+            # 0711 lets them pass through without letting them list what the stack keeps here.
+            d.mkdir(parents=True)
+            d.chmod(0o711)
         from simulators.voila_host import PublicHost
 
         moto = MotoServer(d / "moto")

@@ -7,7 +7,6 @@ this is the fast check that also covers sections the integration test does not e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ PRODUCTION = Path(__file__).resolve().parents[2] / "jupyter_config" / "productio
 HUB_CONFIGS = ("jupyterhub_config_aws.py", "jupyterhub_config_hybrid.py",
                # The commented examples the README points at: held to the same rule.
                "../jupyterhub_config.py", "../jupyterhub_config_openstack.py")
-
-
-@pytest.fixture(autouse=True)
-def keep_umask():
-    """The hub configs set os.umask(0o077) when loaded: keep it out of the rest of the test run."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    yield
-    os.umask(mask)
 
 
 def load(name: str):
