@@ -243,6 +243,17 @@ class RemoteSpawner(Spawner):
         """The shared :class:`StatusCache` this spawner's nodes are watched by."""
         raise NotImplementedError
 
+    def list_owned_nodes(self) -> dict:
+        """Every node of this hub on the backend, ``{node_id: NodeObservation}``, for the
+        reconciler (blocking: it runs in a worker thread). Default: the status cache's batched
+        call with no ids, which lists everything under the hub's tag (EC2, OpenStack)."""
+        return self.status_cache().fetch_all(frozenset())
+
+    async def terminate_orphan(self, node_id: str) -> None:
+        """End a node that no record claims (the reconciler; this spawner has no user then).
+        Default: :meth:`terminate_node`."""
+        await self.terminate_node(node_id)
+
     def describe_error(self, error: BaseException) -> str | None:
         """A user-facing sentence for an expected backend error, or None for "unexpected".
 

@@ -27,9 +27,11 @@ from hybrid_spawner.reconcile import plan as rplan
 from hybrid_spawner.reconcile.records import hub_records
 from hybrid_spawner.status import NodeState
 
-#: Backends whose status cache lists *every* node of this hub in one call (by tag or metadata).
-#: Slurm's cache asks squeue only for the job ids it tracks, so it cannot see an orphan job yet.
-LISTABLE = ("ec2", "openstack")
+#: Backends that can list *every* node of this hub in one call: EC2 and OpenStack by tag or
+#: metadata, Slurm by the marker in each job's comment (backends/slurm/ownership.py).
+LISTABLE = ("ec2", "openstack", "slurm")
+#: Reconciled unless c.Reconciler.backends says otherwise (Slurm only where a cluster is configured).
+DEFAULT_BACKENDS = ("ec2", "openstack")
 
 
 class Reconciler(LoggingConfigurable):
@@ -60,11 +62,13 @@ class Reconciler(LoggingConfigurable):
     )
     backends = List(
         Unicode(),
-        default_value=list(LISTABLE),
+        default_value=list(DEFAULT_BACKENDS),
         config=True,
-        help=f"""Backends to reconcile; each must be one of {', '.join(LISTABLE)} (Slurm is not
-        listed yet: its status call asks only for known job ids). Settings (region, endpoint,
-        hub_id, cloud) come from the backend's own section (c.EC2Spawner, c.OpenStackSpawner).""",
+        help=f"""Backends to reconcile; each must be one of {', '.join(LISTABLE)} (add "slurm"
+        where the hub submits to a cluster: one squeue over the whole queue per pass, jobs found
+        by the hub's marker in their comment). Settings (region, endpoint, hub_id, cloud,
+        squeue_command) come from the backend's own section (c.EC2Spawner, c.OpenStackSpawner,
+        c.SlurmSpawner).""",
     )
     history = Integer(20, config=True, help="How many past passes the admin report keeps.")
 
@@ -100,8 +104,7 @@ class Reconciler(LoggingConfigurable):
     async def _list(self, name: str) -> tuple[list[rplan.Listed] | None, str, float]:
         started = time.monotonic()
         try:
-            cache = self._backend(name).status_cache()
-            found = await asyncio.to_thread(cache.fetch_all, frozenset())
+            found = await asyncio.to_thread(self._backend(name).list_owned_nodes)
         except Exception as e:  # a failed listing says nothing about the nodes
             return None, f"{type(e).__name__}: {e}"[:300], time.monotonic() - started
         listed = [rplan.Listed(node_id, obs.detail, obs.state is NodeState.GONE) for node_id, obs in found.items()]
@@ -143,7 +146,7 @@ class Reconciler(LoggingConfigurable):
         if f.kind == "orphan":
             if f.action == rplan.TERMINATE:
                 try:
-                    await self._backend(f.backend).terminate_node(f.node_id)
+                    await self._backend(f.backend).terminate_orphan(f.node_id)
                 except Exception as e:
                     self.log.error("reconcile: could not terminate orphan %s node %s: %s", f.backend, f.node_id, e)
                     return f"terminate failed: {e}"[:300]

@@ -97,9 +97,10 @@ def test_the_reconciler_refuses_bad_options_with_the_option_name():
 
     from hybrid_spawner.reconcile.runner import Reconciler
 
-    for section, message in [({"mode": "delete"}, "mode"), ({"backends": ["slurm"]}, "slurm"),
+    for section, message in [({"mode": "delete"}, "mode"), ({"backends": ["pbs"]}, "cannot reconcile pbs"),
                              ({"interval": 0.0}, "interval"), ({"grace_period": -5.0}, "grace_period")]:
         c = Config({"Reconciler": section})
         with pytest.raises(TraitError, match=message):
             Reconciler(config=c)
     assert Reconciler().mode == "report"
+    assert Reconciler(config=Config({"Reconciler": {"backends": ["ec2", "slurm"]}})).backends == ["ec2", "slurm"]

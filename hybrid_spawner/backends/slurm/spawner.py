@@ -32,6 +32,7 @@ from traitlets import Dict, Enum, Float, List, TraitError, Unicode, default, val
 from hybrid_spawner.backends.slurm.batchspawner_guard import close_batchspawner_endpoint
 from hybrid_spawner.status import NodeState
 from hybrid_spawner.remote import RemoteSpawner, SpawnFailed
+from hybrid_spawner.backends.slurm.ownership import hub_marker
 from hybrid_spawner.backends.slurm.status import SlurmStatusCache
 
 close_batchspawner_endpoint()
@@ -116,6 +117,15 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         config=True,
         help="Slurm job name; {username} and {servername} are replaced.",
     )
+    hub_id = Unicode(
+        "jupyterhub",
+        config=True,
+        help="""Identifies this hub's jobs: each job's comment is "jupyterhub-hybrid:<hub_id>"
+        (#SBATCH --comment), which the reconciler lists to find jobs no record claims after a
+        hub crash (c.Reconciler.backends = [..., "slurm"]). Give every hub submitting to the same
+        cluster a distinct value; 1-64 letters, digits, '_', '.' or '-'. A user's own
+        extra_directives must not set --comment.""",
+    )
     job_output = Unicode(
         "{homedir}/.jupyterhub-slurm-%j.log",
         config=True,
@@ -154,6 +164,22 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         it only when sbatch runs as root (an empty exec_prefix and a root hub), so prefer
         "login-shell" with the default `sudo -u {username}` exec_prefix.""",
     )
+
+    @validate("hub_id")
+    def _check_hub_id(self, proposal):
+        try:
+            hub_marker(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @validate("extra_directives")
+    def _keep_the_comment(self, proposal):
+        for line in proposal["value"]:
+            if line.strip().startswith("--comment"):
+                raise TraitError("SlurmSpawner.extra_directives may not set --comment: it carries the hub's "
+                                 "marker (SlurmSpawner.hub_id) that reconciliation finds its jobs by")
+        return proposal["value"]
 
     @validate(*REFUSED_TRAITS)
     def _refuse_unused_batchspawner_traits(self, proposal):
@@ -235,6 +261,7 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         return {
             "slurm": {
                 "job_name": self.job_name.format(**names),
+                "comment": hub_marker(self.hub_id),
                 "output": self.job_output.format(**names),
                 "workdir": subvars.get("homedir") or "/tmp",
                 **{name: str(subvars.get(name) or "") for name in DIRECTIVE_FIELDS},
@@ -280,6 +307,25 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
 
     async def terminate_node(self, job_id: str) -> None:
         code, _, err = await self._run(self._command(self.batch_cancel_cmd, job_id=job_id))
+        if code != 0 and "Invalid job id" not in err and "already completing or completed" not in err:
+            raise SlurmSubmitError(f"scancel {job_id} failed: {err.strip()[:300]}")
+
+    def list_owned_nodes(self) -> dict:
+        """The jobs carrying this hub's marker (one squeue over the queue); their owners are
+        kept for :meth:`terminate_orphan`, which runs without a hub user."""
+        owned = self.status_cache().list_owned(self.hub_id)
+        self._orphan_owners = {job.job_id: job.owner for job in owned.values()}
+        return {job.job_id: job.observation for job in owned.values()}
+
+    async def terminate_orphan(self, job_id: str) -> None:
+        """scancel as the job's owner (exec_prefix's {username}), as seen by the last listing."""
+        owner = getattr(self, "_orphan_owners", {}).get(job_id)
+        if not owner:
+            raise SlurmSubmitError(f"job {job_id} was not in the last listing of this hub's jobs")
+        values = {"username": owner, "job_id": job_id}
+        argv = [format_template(w, **values) for w in shlex.split(self.exec_prefix)]
+        argv += [format_template(w, **values) for w in shlex.split(self.batch_cancel_cmd)]
+        code, _, err = await self._run(argv)
         if code != 0 and "Invalid job id" not in err and "already completing or completed" not in err:
             raise SlurmSubmitError(f"scancel {job_id} failed: {err.strip()[:300]}")
 

@@ -98,3 +98,19 @@ class SlurmStatusCache(StatusCache):
                 return {}
             raise SqueueFailed(f"squeue exited with {result.returncode}: {result.stderr.strip()[:300]}")
         return parse_squeue(result.stdout)
+
+    def list_owned(self, hub_id: str) -> dict:
+        """Every job in the queue that carries ``hub_id``'s marker, with its owner: one squeue
+        over the whole queue (the reconciler's listing; polling asks only for tracked ids)."""
+        from hybrid_spawner.backends.slurm.ownership import owned_argv, parse_owned
+
+        try:
+            result = subprocess.run(owned_argv(self.command), env=self.env, stdin=subprocess.DEVNULL,
+                                    capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise SqueueFailed(f"squeue did not answer within {self.timeout:.0f}s") from None
+        except OSError as e:
+            raise SqueueFailed(f"cannot run squeue: {e}") from None
+        if result.returncode != 0:
+            raise SqueueFailed(f"squeue exited with {result.returncode}: {result.stderr.strip()[:300]}")
+        return parse_owned(result.stdout, hub_id)
