@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import textwrap
 import time
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from simulators.processes import ManagedProcess, child_env, end_processes_working_in, free_port, http_ok, venv_bin_dir
+from simulators.processes import ManagedProcess, ProcessFailed, child_env, end_processes_working_in, free_port, http_ok, venv_bin_dir
 
 BASE_CONFIG = """\
 # Written by simulators.hub; the caller's configuration follows the base part.
@@ -60,6 +61,10 @@ class HubAPIError(RuntimeError):
         self.body = body
 
 
+# What a hub's log says when one of its ports was taken by another process after it was chosen.
+PORT_TAKEN = re.compile(r"api_request to proxy failed: 403|[Aa]ddress already in use|EADDRINUSE")
+
+
 class LocalHub:
     """A JupyterHub process. ``config`` is Python appended to the base configuration."""
 
@@ -68,29 +73,52 @@ class LocalHub:
         self.dir.mkdir(parents=True, exist_ok=True)
         # The directory holds the admin token (config), the cookie secret and the database.
         os.chmod(self.dir, 0o700)
+        self.password = password
+        self.admin_token = secrets.token_hex(32)
+        self.extra_env = env or {}
+        self.config_path = self.dir / "jupyterhub_config.py"
+        self._caller_config = textwrap.dedent(config)
+        self._choose_ports()
+        self.process: ManagedProcess | None = None
+        self.starts = 0
+
+    def _choose_ports(self) -> None:
+        """Pick the hub's three ports and write the configuration that names them."""
         self.port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.hub_url = f"http://127.0.0.1:{self.hub_port}/hub"
-        self.password = password
-        self.admin_token = secrets.token_hex(32)
-        self.extra_env = env or {}
-        self.config_path = self.dir / "jupyterhub_config.py"
         base = BASE_CONFIG.format(
             port=self.port,
             hub_port=self.hub_port,
             proxy_api_port=self.proxy_api_port,
             dir=self.dir,
-            password=password,
+            password=self.password,
             admin_token=self.admin_token,
         )
-        write_private(self.config_path, base + "\n" + textwrap.dedent(config))
-        self.process: ManagedProcess | None = None
-        self.starts = 0
+        write_private(self.config_path, base + "\n" + self._caller_config)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> "LocalHub":
+        # A free port is free when chosen, not when the hub binds it: another hub starting on
+        # this machine (a second test worker) can take it meanwhile, and JupyterHub then finds
+        # that hub's proxy on "its" API port (403) or cannot bind. Only the first start may move
+        # to new ports: a restarted hub keeps its address, and its proxy may still be running.
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except ProcessFailed:
+                if self.starts > 1 or attempt == 2 or not PORT_TAKEN.search(self.log_text()):
+                    raise
+                end_processes_working_in(self.dir)
+                for log in self.dir.glob("jupyterhub-*.log"):  # kept, out of log_text()'s way
+                    log.rename(self.dir / f"port-clash-{attempt}-{log.name}")
+                self.starts = 0
+                self._choose_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> "LocalHub":
         self.starts += 1
         self.process = ManagedProcess(
             f"jupyterhub-{self.starts}",
