@@ -47,6 +47,7 @@ class Tally:
     failed_clear: int = 0
     failed_unclear: int = 0
     lost_servers: int = 0
+    stop_retries: int = 0
     files_written: int = 0
     files_lost: int = 0
     syncs_failed_clear: int = 0
@@ -179,10 +180,16 @@ class Researcher(threading.Thread):
             print(f"soak: {self.user}'s server was lost during {when}: {model}", file=sys.stderr)
 
     def stop(self) -> None:
-        try:
-            self.hub.stop_server(self.user, wait=True)
-        except Exception as error:  # noqa: BLE001 - counted by the orphan check at the end
-            print(f"soak: stopping {self.user}: {error}", file=sys.stderr)
+        # JupyterHub answers 500 to a DELETE that interrupts a start which has not wound down
+        # within its one second ("pending spawn"); a real client asks again, so does the soak.
+        for attempt in range(4):
+            try:
+                self.hub.stop_server(self.user, wait=True)
+                return
+            except Exception as error:  # noqa: BLE001 - counted by the orphan check at the end
+                print(f"soak: stopping {self.user} (attempt {attempt + 1}): {error}", file=sys.stderr)
+                self.tally.add(stop_retries=1)
+                time.sleep(5)
 
 
 class Probe(threading.Thread):
@@ -300,7 +307,7 @@ def soak(researchers: int, minutes: float, max_cycles: int, directory: Path, slu
             "spawns_attempted": tally.attempted, "spawns_ready": tally.ready,
             "failed_with_clear_message": tally.failed_clear, "failed_without_message": tally.failed_unclear,
             "unclear_messages": tally.unclear_messages[:10], "failure_kinds": tally.failure_messages,
-            "servers_lost": tally.lost_servers, "files_written": tally.files_written, "files_lost": tally.files_lost,
+            "servers_lost": tally.lost_servers, "stop_retries": tally.stop_retries, "files_written": tally.files_written, "files_lost": tally.files_lost,
             "syncs_failed_with_message": tally.syncs_failed_clear,
             "published": tally.published, "publish_failed_with_message": tally.publish_failed_clear,
             "orphan_nodes": sum(len(v) for v in left.values()), "orphans": left,

@@ -27,7 +27,7 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Bool, Float, Integer, Type, Unicode, default
 
-from hybrid_spawner import metrics
+from hybrid_spawner import jupyterhub_fixes, metrics
 from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
 from hybrid_spawner.bootstrap import script as boot_script
@@ -48,6 +48,8 @@ register_incident_handlers()
 # One issuer per class in this hub process (see RemoteSpawner._issuer).
 _ISSUERS: dict[type, CredentialIssuer] = {}
 
+
+jupyterhub_fixes.apply()  # the REST API answers 201 for a pending restart otherwise
 
 class SpawnFailed(web.HTTPError):
     """A spawn failure with a message meant for the user (shown on the spawn page as is).

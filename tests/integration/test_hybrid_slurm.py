@@ -289,6 +289,17 @@ def test_a_job_that_dies_fails_the_spawn_with_its_output_path_and_leaves_no_job(
     assert re.search(r"Slurm job \d+ (ended before the server started|stopped while booting)", log), log[-3000:]
     assert not user_jobs(slurm_cluster, slurm_test_user)
 
+    # Starting again after the failure: the hub must say "pending" (202) while the new job runs
+    # up, not "ready" (JupyterHub's replace_failed kept no replacement: hybrid_spawner/jupyterhub_fixes.py),
+    # and stopping it then must work.
+    status, body = hub.api("POST", f"/users/{slurm_test_user}/servers/broken", {"profile": "slurm-maint"})
+    assert status == 202, (status, body)
+    model = hub.server_model(slurm_test_user, "broken")
+    assert model["pending"] == "spawn" and not model["ready"], model
+    wait_until(lambda: user_jobs(slurm_cluster, slurm_test_user, states=("PENDING",)), what="the new job queued")
+    hub.stop_server(slurm_test_user, "broken")
+    wait_until(lambda: not user_jobs(slurm_cluster, slurm_test_user), timeout=60, what="the queued job cancelled")
+
 
 # -- spawn links (GET /hub/spawn/<user>/<server>?...) from a logged-in browser session ---------
 @pytest.mark.parametrize(
