@@ -155,6 +155,17 @@ class RemoteSpawner(Spawner):
         help="""Connect to this address instead of the node's private IP. Only for local
         simulations where nodes run on the hub's machine (127.0.0.1); leave empty otherwise.""",
     )
+    power_off_when_server_ends = Bool(
+        True,
+        config=True,
+        help="""Power the node off when its server ends on the node's side (the server process
+        exited, crashed or was killed), as the last line of the boot script. The node then stops
+        costing money and the hub's next status refresh sees it gone and tells the researcher,
+        instead of a running VM behind a dead server (503 until the idle culler or an admin
+        stops it). EC2 instances are launched with InstanceInitiatedShutdownBehavior=terminate;
+        a SHUTOFF OpenStack server is deleted by the hub's poll. Slurm jobs end with their
+        script anyway (off there). Turn off to keep a node up for debugging a crashed server.""",
+    )
     status_refresh_interval = Float(
         30,
         config=True,
@@ -276,6 +287,9 @@ class RemoteSpawner(Spawner):
     def script_context(self) -> dict:
         """Extra template variables for the boot script (Slurm: its #SBATCH values)."""
         return {}
+
+    def _boot_script_context(self) -> dict:
+        return {"power_off": self.power_off_when_server_ends, **self.script_context()}
 
     def backend_state(self) -> dict:
         """Backend-specific fields for ``get_state`` (e.g. instance type)."""
@@ -416,7 +430,7 @@ class RemoteSpawner(Spawner):
                 python=self.node_python,
                 run_as=self.format_string(self.node_user) if self.node_user else "",
                 ttl=ttl,
-                extra=self.script_context(),
+                extra=self._boot_script_context(),
             )
             del credential
             self.emit(10, "Requesting a node")

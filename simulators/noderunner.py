@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -78,6 +79,10 @@ class InstanceSource:
         """
         return None
 
+    def power_off(self, instance_id: str) -> None:
+        """The node's operating system powered off (the boot script ran ``poweroff``): do what
+        the cloud does then. Default: nothing (the instance stays as it is)."""
+
 
 class EC2InstanceSource(InstanceSource):
     """Instances carrying the hub tag on an EC2 endpoint (moto server)."""
@@ -116,6 +121,14 @@ class EC2InstanceSource(InstanceSource):
         encoded = value.get("UserData", {}).get("Value")
         return base64.b64decode(encoded).decode() if encoded else None
 
+    def power_off(self, instance_id):
+        """An OS shutdown stops or terminates the instance, as its InstanceInitiatedShutdownBehavior says."""
+        value = self.client.describe_instance_attribute(InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior")
+        if value.get("InstanceInitiatedShutdownBehavior", {}).get("Value") == "terminate":
+            self.client.terminate_instances(InstanceIds=[instance_id])
+        else:
+            self.client.stop_instances(InstanceIds=[instance_id])
+
 
 def load_source(name: str) -> type[InstanceSource]:
     if name == "ec2":
@@ -143,10 +156,12 @@ class NodeRunner:
         self.finished: dict[str, int | None] = {}
         self.errors = 0
 
-    def node_env(self, port: int) -> dict:
+    def node_env(self, port: int, power_dir: Path | None = None) -> dict:
         # A fresh instance knows nothing of the runner's cloud credentials or hub session.
         env = {k: v for k, v in child_env().items() if not k.startswith(("AWS_", "JUPYTERHUB_", "HYBRID_"))}
         env.update(HYBRID_NODE_BIND_IP="127.0.0.1", HYBRID_NODE_PORT=str(port))
+        if power_dir is not None:  # first on PATH: `poweroff` must never reach this machine's own
+            env["PATH"] = f"{power_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
         if self.allow_root:
             env["HYBRID_NODE_EXTRA_ARGS"] = "--allow-root"
         return env
@@ -166,11 +181,23 @@ class NodeRunner:
             if not proc.running:
                 self.finished[instance_id] = proc.proc.returncode
                 del self.nodes[instance_id]
+                if (self.power_dir(instance_id) / "powered-off").exists() and instances.get(instance_id) == "running":
+                    log.info("instance %s powered itself off", instance_id)
+                    try:
+                        self.source.power_off(instance_id)
+                    except Exception as e:  # the endpoint is down: the next look tries again
+                        log.warning("powering off %s failed: %s", instance_id, e)
+                        self.finished.pop(instance_id, None)
+                        self.errors += 1
         for instance_id, state in instances.items():
             if state == "running" and instance_id not in self.nodes and instance_id not in self.finished:
                 self.boot(instance_id)
         self.discard_root_disks(instances)
         self.write_status()
+
+    def power_dir(self, instance_id: str) -> Path:
+        """Where the node's `poweroff` stand-in lives and leaves its mark."""
+        return self.workdir / "power" / instance_id
 
     def discard_root_disks(self, instances: dict[str, str]) -> None:
         """A terminated instance's disk is gone, as on a real cloud (a stopped one keeps it)."""
@@ -191,13 +218,20 @@ class NodeRunner:
         path.write_text(script)
         path.chmod(0o700)
         port = free_port()
+        power_dir = self.power_dir(instance_id)
+        power_dir.mkdir(parents=True, exist_ok=True)
+        (power_dir / "powered-off").unlink(missing_ok=True)
+        shim = power_dir / "poweroff"
+        # The node's `poweroff`: the runner, not this machine, does what the cloud would.
+        shim.write_text(f"#!/bin/sh\ntouch {shlex.quote(str(power_dir / 'powered-off'))}\n")
+        shim.chmod(0o755)
         # A directory of its own, like a fresh machine: the node's server must not serve the
         # runner's working directory. An attached home volume has its own, kept across instances.
         volume = self.source.home_volume(instance_id)
         home = self.workdir / "volumes" / volume if volume else self.disks_dir / instance_id
         home.mkdir(parents=True, exist_ok=True)
         proc = ManagedProcess(
-            f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port), cwd=home
+            f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port, power_dir), cwd=home
         )
         proc.start()
         log.info("booted %s (pid %d, port %d)", instance_id, proc.proc.pid, port)

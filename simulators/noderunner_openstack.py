@@ -72,6 +72,12 @@ class NovaInstanceSource(InstanceSource):
         attached = self.volumes.get(instance_id) or []
         return attached[0] if attached else None
 
+    def power_off(self, instance_id: str) -> None:
+        """A server whose OS shut down is SHUTOFF in Nova (as after os-stop)."""
+        from hybrid_spawner.backends.openstack.connection import connect
+
+        connect(self.settings).compute.stop_server(instance_id)
+
     def boot_script(self, instance_id: str) -> str | None:
         address, user_data = self.seen.get(instance_id, (None, None))
         script = decode_user_data(user_data)

@@ -63,6 +63,14 @@ async def isolate(spawner, node_id: str, incident_id: str, record) -> None:
 
     await spawner._call("ec2", "modify_instance_attribute", InstanceId=node_id, DisableApiTermination={"Value": True})
     record("turned on termination protection")
+    # Termination protection does not cover a shutdown from inside the instance (EC2 user guide):
+    # nodes launch with InstanceInitiatedShutdownBehavior=terminate and power off when their
+    # server ends, so an intruder (or the server's own exit) would erase the evidence.
+    # (The Attribute/Value form: moto 5 mishandles InstanceInitiatedShutdownBehavior={"Value": ...},
+    # dropping the instance's security groups and keeping the old value; AWS takes both forms.)
+    await spawner._call("ec2", "modify_instance_attribute", InstanceId=node_id,
+                        Attribute="instanceInitiatedShutdownBehavior", Value="stop")
+    record("made a shutdown from inside stop the instance instead of terminating it")
 
     incident_tags = [{"Key": TAG_INCIDENT, "Value": incident_id}, {"Key": TAG_HUB, "Value": spawner.hub_id},
                      {"Key": TAG_OWNER, "Value": tags.get(TAG_OWNER, "")}]

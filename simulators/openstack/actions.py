@@ -1,6 +1,6 @@
 """What an operator does to a running server, as the Compute and Networking API references
-describe it: server actions (lock / unlock, addSecurityGroup / removeSecurityGroup), server
-metadata, and creating security groups and deleting their rules.
+describe it: server actions (lock / unlock, addSecurityGroup / removeSecurityGroup, os-stop /
+os-start), server metadata, and creating security groups and deleting their rules.
 
 The rules a real cloud enforces and a quarantine depends on are enforced here too: a locked
 server refuses actions and deletion from a non-admin (409); a group a server does not have cannot
@@ -61,6 +61,14 @@ def server_action(req: Request) -> Response:
             if group is None or group["name"] not in server.security_groups:
                 return fault(404, f"Security group {arg.get('name')} not associated with the instance {server.id}")
             server.security_groups.remove(group["name"])
+        elif action in ("os-stop", "os-start"):
+            # Nova: os-stop needs ACTIVE (or ERROR), os-start needs SHUTOFF; otherwise 409.
+            status = cloud.status(server)[0]
+            if action == "os-stop" and status not in ("ACTIVE", "ERROR"):
+                return fault(409, f"Cannot 'stop' instance {server.id} while it is in vm_state {status.lower()}")
+            if action == "os-start" and status != "SHUTOFF":
+                return fault(409, f"Cannot 'start' instance {server.id} while it is in vm_state {status.lower()}")
+            server.stopped = action == "os-stop"
         else:
             return fault(400, f"Unsupported server action {action!r} in this fake.")
         _sync_ports(cloud, server)

@@ -76,6 +76,7 @@ class Server:
     updated: float = 0.0
     locked: bool = False  # a locked server refuses actions and deletion from non-admins
     locked_reason: str | None = None
+    stopped: bool = False  # os-stop: SHUTOFF until os-start (the disk is kept, the processes are not)
 
 
 @dataclass
@@ -243,6 +244,8 @@ class Cloud:
             return "BUILD", ("spawning" if now > server.created + server.build_seconds / 2 else "scheduling"), "building"
         if server.fault:
             return "ERROR", None, "error"
+        if server.stopped:
+            return "SHUTOFF", None, "stopped"
         return "ACTIVE", None, "active"
 
     # -- mutations --------------------------------------------------------------------------

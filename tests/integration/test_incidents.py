@@ -58,6 +58,9 @@ def test_quarantine_isolates_and_keeps_the_node_and_holds_the_user_until_release
         Filters=[{"Name": "instance-id", "Values": [node]}])["IamInstanceProfileAssociations"]
     assert not [a for a in associations if a["State"] in ("associated", "associating")]
     assert attribute(world, node, "disableApiTermination")["DisableApiTermination"]["Value"] is True
+    # Protection does not cover a shutdown from inside: that now stops the instance, keeping it.
+    behaviour = attribute(world, node, "instanceInitiatedShutdownBehavior")
+    assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
     snapshots = world.ec2.describe_snapshots(Filters=[{"Name": f"tag:{TAG_INCIDENT}", "Values": [incident["id"]]}])["Snapshots"]
     volumes = [m["Ebs"]["VolumeId"] for m in kept["BlockDeviceMappings"]]
     assert volumes and sorted(s["VolumeId"] for s in snapshots) == sorted(volumes)

@@ -128,3 +128,27 @@ def test_scheduler_directives_come_before_any_command(tmp_path):
     lines = script.splitlines()
     assert lines[1] == "#SBATCH --time=60"
     assert all(line.startswith("#") for line in lines[: lines.index("set -euo pipefail")])
+
+
+def test_cloud_nodes_power_off_when_their_server_ends_and_slurm_jobs_just_end(tmp_path):
+    """EC2/OpenStack scripts run the agent, then `poweroff` whatever its status; with the
+    setting off (and on Slurm, where the job ends with its script) the agent is exec'd."""
+    from hybrid_spawner.backends.ec2.spawner import EC2Spawner
+    from hybrid_spawner.backends.slurm.spawner import SlurmSpawner
+
+    assert EC2Spawner().power_off_when_server_ends is True
+    assert SlurmSpawner().power_off_when_server_ends is False
+    on = render_bootstrap_script("http://hub/hub/api", "c", run_as="jovyan", extra={"power_off": True})
+    lines = [line for line in on.splitlines() if line and not line.startswith("#")]
+    assert lines[-2:] == ["runuser -u jovyan -- python3 -m hybrid_spawner.node_agent || true", "poweroff"]
+    subprocess.run(["bash", "-n"], input=on.encode(), check=True)
+    # Run it: an agent that fails still powers the node off (a stand-in poweroff on PATH).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "poweroff").write_text(f"#!/bin/sh\ntouch {tmp_path}/off\n")
+    (bin_dir / "poweroff").chmod(0o755)
+    script = render_bootstrap_script("http://hub/hub/api", "c", python="false", extra={"power_off": True})
+    subprocess.run(["bash", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, check=True, timeout=30)
+    assert (tmp_path / "off").exists()
+    off = render_bootstrap_script("http://hub/hub/api", "c", extra={"power_off": False})
+    assert "poweroff" not in off and "exec python3 -m hybrid_spawner.node_agent" in off

@@ -165,6 +165,10 @@ class SlurmSpawner(RemoteSpawner, BatchSlurmSpawner):
         "login-shell" with the default `sudo -u {username}` exec_prefix.""",
     )
 
+    @default("power_off_when_server_ends")
+    def _jobs_end_with_their_script(self):
+        return False  # the job is the script: when the agent ends, so does the job
+
     @validate("hub_id")
     def _check_hub_id(self, proposal):
         try:
