@@ -94,6 +94,37 @@ def test_hub_restart_recovers_running_server(stack):
     assert fake.servers() == []
 
 
+def test_a_server_that_dies_on_its_node_shuts_the_node_off_and_the_hub_deletes_it(stack):
+    import os
+    import signal
+
+    hub, fake = stack.hub, stack.fake
+    assert spawn_and_follow(hub, "dave")[-1].get("ready")
+    [server] = fake.servers()
+    pid = wait_until(lambda: singleuser_pid("dave"), what="dave's server process")
+    os.kill(pid, signal.SIGKILL)
+    # The boot script's poweroff: Nova shows SHUTOFF, the hub's poll deletes the server.
+    wait_until(lambda: fake.servers() == [], 60, "the shut-off server deleted by the hub")
+    hub.wait_stopped("dave", timeout=60)
+    events = spawn_and_follow(hub, "dave")
+    assert any(e.get("message", "").startswith("Your previous server stopped:") and "SHUTOFF" in e["message"]
+               for e in events), [e.get("message") for e in events]
+    assert events[-1].get("ready")
+    hub.stop_server("dave")
+
+
+def singleuser_pid(user: str) -> int | None:
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = dict(p.decode(errors="replace").split("=", 1) for p in environ.read_bytes().split(b"\0") if b"=" in p)
+            cmdline = (environ.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if env.get("JUPYTERHUB_USER") == user and b"jupyterhub-singleuser" in cmdline and b"node_agent" not in cmdline:
+            return int(environ.parent.name)
+    return None
+
+
 def test_status_comes_from_one_batched_listing(stack):
     """Two running servers cost one Nova listing per refresh, not one GET per server; a failing
     listing stops nothing; a server deleted outside the hub is noticed from the listing."""
