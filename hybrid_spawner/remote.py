@@ -28,6 +28,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, Type, Unicode, default
 
 from hybrid_spawner import jupyterhub_fixes, metrics
+from hybrid_spawner.stop_sync import sync_before_stop
 from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
 from hybrid_spawner.bootstrap import script as boot_script
@@ -123,6 +124,23 @@ class RemoteSpawner(Spawner):
         one backend, to the next. A local file that differs from the bucket's copy is never
         overwritten: the bucket's version is kept beside it ("name (bucket copy XXXX).ipynb")
         and JupyterLab lists them. A profile may set it in its ``overrides``.""",
+    )
+    sync_before_stop = Bool(
+        True,
+        config=True,
+        help="""Before the hub ends a running node (an admin's stop, the idle culler, the hub's
+        stop button), ask its server to sync the home to the bucket (POST /hybrid/sync with the
+        server's own token) and wait for it, at most stop_sync_timeout seconds. The server's own
+        final sync at shutdown is not enough: a terminated instance's shutdown kills it within
+        seconds, and unsynced work went with the disk. A server without a bucket answers 409 and
+        the stop goes on at once.""",
+    )
+    stop_sync_timeout = Float(
+        30.0,
+        config=True,
+        help="""Seconds the sync before a stop may take; then the node is ended anyway (a large
+        unsynced home keeps what the sync had sent, nothing half-written). Keep it well below
+        the hub's stop timeout (JupyterHub's Spawner.http_timeout does not apply here).""",
     )
     restore_timeout = Float(
         600.0,
@@ -547,7 +565,9 @@ class RemoteSpawner(Spawner):
         self.clear_backend_state()
 
     async def stop(self, now=False):
-        """Terminate the node (cancelling a start in progress first). Idempotent."""
+        """Terminate the node (cancelling a start in progress first). Idempotent.
+
+        A running server first sends its home to the bucket (stop_sync.py), unless ``now``."""
         task = self._start_task
         if task is not None and not task.done():
             task.cancel()
@@ -555,6 +575,9 @@ class RemoteSpawner(Spawner):
                 await task  # its cleanup terminates the node
             except BaseException:
                 pass
+        elif not now and self.sync_before_stop and self.node_id and self.server is not None and self.api_token:
+            outcome = await sync_before_stop(self.server.url, self.api_token, self.stop_sync_timeout)
+            self.log.info("%s: %s", self._log_name, outcome)
         await self._discard_node()
 
     async def poll(self):

@@ -162,3 +162,16 @@ def test_the_server_reports_its_home_and_stops_itself_through_the_hub(world):
         assert answer.status == 202 and json.loads(answer.read())["stopping"] is True
     hub.wait_stopped("dora", timeout=60)
     assert "dora" in hub.log_text() and hub.server_model("dora") is None
+
+
+@pytest.mark.parametrize("user", ["erin"])
+def test_a_stop_by_the_hub_sends_the_unsynced_work_to_the_bucket_first(world, user):
+    """An admin's or the idle culler's stop ends an ephemeral node: what the researcher wrote
+    since the last sync must reach the bucket before the instance goes (and come back at the
+    next start)."""
+    hub, homes, store, bucket = world["hub"], world["homes"], world["store"], world["bucket"]
+    spawn_and_watch(hub, user)
+    (homes / user / "late-result.ipynb").write_text('{"cells": [], "written": "just before the stop"}')
+    hub.stop_server(user)
+    body = store.client().get_object(Bucket=bucket, Key=f"users/{user}/late-result.ipynb")["Body"].read()
+    assert json.loads(body)["written"] == "just before the stop"
