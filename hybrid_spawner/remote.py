@@ -142,6 +142,16 @@ class RemoteSpawner(Spawner):
         unsynced home keeps what the sync had sent, nothing half-written). Keep it well below
         the hub's stop timeout (JupyterHub's Spawner.http_timeout does not apply here).""",
     )
+    home_skeleton = Unicode(
+        "",
+        config=True,
+        help="""A directory on the node image whose files a new home gets at its first start,
+        like /etc/skel: a welcome notebook, examples, a README. Copied by the node agent as the
+        researcher, after the restore at start, and only where the home lacks the file (the
+        researcher's own or restored files always win); a hidden mark in the home makes it
+        once per home (a fresh instance's disk gets them again, a persistent volume once).
+        Empty: nothing is copied.""",
+    )
     restore_timeout = Float(
         600.0,
         config=True,
@@ -385,10 +395,12 @@ class RemoteSpawner(Spawner):
 
     def _bootstrap_payload(self) -> dict:
         payload = boot_script.spawner_payload(self)
+        # The node restores into the directory the server will serve ("" = its working directory).
+        root = self.format_string(self.notebook_dir) if self.notebook_dir else ""
         if self.restore_on_start:
-            # The node restores into the directory the server will serve ("" = its working directory).
-            root = self.format_string(self.notebook_dir) if self.notebook_dir else ""
             payload["restore"] = {"root": root, "timeout": float(self.restore_timeout)}
+        if self.home_skeleton:
+            payload["skeleton"] = {"source": self.home_skeleton, "root": root}
         if self._bucket_payload:
             payload["environment"].update(self._bucket_payload["environment"])
             payload["bucket_credentials"] = self._bucket_payload["bucket_credentials"]
@@ -575,8 +587,10 @@ class RemoteSpawner(Spawner):
                 await task  # its cleanup terminates the node
             except BaseException:
                 pass
-        elif not now and self.sync_before_stop and self.node_id and self.server is not None and self.api_token:
-            outcome = await sync_before_stop(self.server.url, self.api_token, self.stop_sync_timeout)
+        elif not now and self.sync_before_stop and self.node_ip and self.node_port and self.server is not None and self.api_token:
+            # The address start() returned, not Server.url (whose "localhost" may resolve to ::1).
+            url = f"http://{self.node_ip}:{self.node_port}{self.server.base_url}"
+            outcome = await sync_before_stop(url, self.api_token, self.stop_sync_timeout)
             self.log.info("%s: %s", self._log_name, outcome)
         await self._discard_node()
 

@@ -39,6 +39,17 @@ def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
+def _node_image_skeleton(directory: Path, welcome: Path) -> Path:
+    """What the simulated node image ships for new homes (RemoteSpawner.home_skeleton), readable
+    by the researchers' accounts the nodes run as."""
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o755)
+    target = directory / "welcome.ipynb"
+    shutil.copyfile(welcome, target)
+    target.chmod(0o644)
+    return directory
+
+
 def welcome_notebook(path: Path) -> Path:
     """The notebook every researcher finds in their home: something to sync and publish, with a
     plot and a slider, so its dashboard is a live one (widgets need their kernel)."""
@@ -240,6 +251,7 @@ class DemoStack:
             singleuser=str(venv_bin_dir() / "jupyterhub-singleuser"),
             homes=str(homes),
             welcome_notebook=str(welcome_notebook(d / "welcome.ipynb")),
+            node_image_skeleton=str(_node_image_skeleton(d / "node-image-skel", d / "welcome.ipynb")),
             publisher_secret_file=str(secret_file),
             # No S3 key here: the hub's issuer hands each node its own user's credentials and
             # sets HYBRID_SYNC_BUCKET / HYBRID_SYNC_PREFIX / HYBRID_S3_ENDPOINT_URL.

@@ -25,6 +25,8 @@ import importlib
 import json
 import logging
 import os
+import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -130,6 +132,23 @@ class EC2InstanceSource(InstanceSource):
             self.client.stop_instances(InstanceIds=[instance_id])
 
 
+RUN_AS = re.compile(r"^(?:exec )?runuser -u '?([a-z_][a-z0-9_.-]*)'? ", re.MULTILINE)
+
+
+def give_home_to_node_account(home: Path, script: str) -> None:
+    """A new home belongs to the account the boot script runs the server as (``runuser -u``),
+    as a real image's home does; without one the node runs as the runner's own user."""
+    found = RUN_AS.search(script)
+    if not found or os.geteuid() != 0:
+        return
+    try:
+        account = pwd.getpwnam(found.group(1))
+    except KeyError:
+        return  # runuser will say so in the node's log
+    os.chown(home, account.pw_uid, account.pw_gid)
+    home.chmod(0o700)
+
+
 def load_source(name: str) -> type[InstanceSource]:
     if name == "ec2":
         return EC2InstanceSource
@@ -146,9 +165,10 @@ class NodeRunner:
         self.source = source
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Boot scripts (single-use credentials) and node logs: the runner's alone. A node's
-        # server runs in a directory under it, which it need not read (its root is its home).
-        os.chmod(self.workdir, 0o700)
+        # Boot scripts (single-use credentials) and node logs: the runner's alone (0700 files,
+        # 0600 logs). The directory itself may be passed through (0711, not listed): a node's
+        # server runs as its researcher's account in a home below it, as on a real machine.
+        os.chmod(self.workdir, 0o711)
         self.allow_root = allow_root
         self.status_file = Path(status_file) if status_file else None
         self.disks_dir = self.workdir / "disks"  # each instance's root disk, removed at termination
@@ -229,11 +249,16 @@ class NodeRunner:
         # runner's working directory. An attached home volume has its own, kept across instances.
         volume = self.source.home_volume(instance_id)
         home = self.workdir / "volumes" / volume if volume else self.disks_dir / instance_id
+        new_home = not home.exists()
         home.mkdir(parents=True, exist_ok=True)
+        home.parent.chmod(0o711)
+        if new_home:
+            give_home_to_node_account(home, script)
         proc = ManagedProcess(
             f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=self.node_env(port, power_dir), cwd=home
         )
         proc.start()
+        proc.log_path.chmod(0o600)
         log.info("booted %s (pid %d, port %d)", instance_id, proc.proc.pid, port)
         self.nodes[instance_id] = (proc, port)
 

@@ -2,7 +2,8 @@
 
 1. Redeem the single-use credential at the hub (retrying while the hub is unreachable, giving up
    at once on 403), receiving the single-user server's environment and command.
-2. With ``restore_on_start``, restore the user's files from the bucket first (restore_step.py).
+2. With ``restore_on_start``, restore the user's files from the bucket first (restore_step.py);
+   with ``home_skeleton``, give a new home the image's starter files (skeleton.py).
 3. Start ``jupyterhub-singleuser`` on this node's address with that environment; the credential
    is removed from the child's environment.
 4. Once the server accepts connections, report its port to the hub with the report secret.
@@ -205,6 +206,8 @@ def main() -> int:
         env["HYBRID_S3_CREDENTIALS_FILE"] = path
     if config.get("restore"):
         restore_at_start(config, env, bootstrap_url, deadline)
+    if config.get("skeleton"):  # after the restore: the researcher's synced files win
+        copy_starter_files(config["skeleton"])
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://{bind_ip}:{port}{prefix}"
     command = list(config["command"]) + shlex.split(os.environ.get("HYBRID_NODE_EXTRA_ARGS", ""))
@@ -233,6 +236,20 @@ def main() -> int:
     status = child.wait()
     _drop_credentials(refresher)
     return status
+
+
+def copy_starter_files(spec: dict) -> None:
+    """home_skeleton: the image's starter files into a new home (skeleton.py)."""
+    from hybrid_spawner.bootstrap.skeleton import populate_home
+
+    root = os.path.abspath(os.path.expanduser(spec.get("root") or "") or os.getcwd())
+    try:
+        copied = populate_home(spec["source"], root)
+    except OSError as e:  # a home without starter files still works
+        log(f"could not copy the starter files from {spec['source']}: {e}")
+        return
+    if copied:
+        log(f"copied {len(copied)} starter file(s) from {spec['source']} into the new home")
 
 
 def restore_at_start(config: dict, env: dict, bootstrap_url: str, deadline: float) -> None:

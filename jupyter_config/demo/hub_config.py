@@ -55,6 +55,8 @@ class DemoHubSettings:
     singleuser: str
     homes: str
     welcome_notebook: str
+    # The simulated node image's starter files for a new home (RemoteSpawner.home_skeleton).
+    node_image_skeleton: str
     # Empty when there is no public host (no nginx): publishing is then shown as not set up.
     publisher_secret_file: str
     node_environment: dict = field(default_factory=dict)
@@ -157,6 +159,16 @@ c.OpenStackSpawner.node_user = {s.node_user!r}
 c.OpenStackSpawner.status_refresh_interval = 1
 c.OpenStackSpawner.start_timeout = 120
 c.OpenStackSpawner.http_timeout = 90
+
+# Where the work lives, as on the real clouds: an EC2 node serves its own disk, gone with the
+# instance, and gets back what the researcher synced (restore on start; the hub has the server
+# sync before any stop); an OpenStack node serves a Cinder volume kept across stops; a Slurm job
+# serves the cluster's shared home. A new home gets the image's welcome notebook.
+c.RemoteSpawner.home_skeleton = {s.node_image_skeleton!r}
+c.EC2Spawner.notebook_dir = ""
+c.EC2Spawner.restore_on_start = True
+c.OpenStackSpawner.notebook_dir = ""
+c.OpenStackSpawner.home_volume_size = 1
 
 c.SlurmSpawner.node_python = {s.python!r}
 c.SlurmSpawner.status_refresh_interval = 1

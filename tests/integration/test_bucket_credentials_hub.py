@@ -120,16 +120,20 @@ def world(moto_server, tmp_path_factory):
 
 
 def server_environment(runner: NodeRunnerProcess, instance_id: str) -> dict:
-    """The environment of the node's jupyterhub-singleuser (the agent's child)."""
+    """The environment of the node's jupyterhub-singleuser (below the boot script and the agent)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         node = runner.status()["nodes"].get(instance_id)
-        if node:
-            agent = node["pid"]
-            children = Path(f"/proc/{agent}/task/{agent}/children").read_text().split()
-            if children:
-                raw = Path(f"/proc/{children[0]}/environ").read_bytes()
-                return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+        stack = [node["pid"]] if node else []
+        while stack:
+            pid = stack.pop()
+            try:
+                if b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    raw = Path(f"/proc/{pid}/environ").read_bytes()
+                    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+                stack += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            except OSError:
+                continue
         time.sleep(0.2)
     raise AssertionError("no single-user server process on the node")
 
