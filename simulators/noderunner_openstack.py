@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import json
 import os
 import shlex
 import sys
@@ -114,6 +115,10 @@ class NovaNodeRunnerProcess(ManagedProcess):
                 *(["--allow-root"] if (os.geteuid() == 0 if allow_root is None else allow_root) else [])]
         super().__init__("noderunner-openstack", argv, log_dir=log_dir or self.workdir.parent,
                          env=child_env(), ready=self.status_path.exists)
+
+    def status(self) -> dict:
+        """The runner's last look: nodes booted (pid, port), finished, errors."""
+        return json.loads(self.status_path.read_text())
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,6 @@
 """SIGKILL the hub during an OpenStack spawn (the fake Nova, the Nova node runner), restart it on
-the same database: the server Nova created before the state was saved is deleted by the
-reconciler after the grace period, a ready server is kept and still answers, the user starts again.
+the same database: the server Nova created before the state was saved (not booted, or booting)
+is deleted after the grace period, a ready server is kept and still answers, the user starts again.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def servers_of(fake, user: str) -> list[dict]:
     return [s for s in fake.servers() if (s.get("metadata") or {}).get("hybrid-owner") == user]
 
 
-@pytest.mark.parametrize("phase", ["launched", "ready"])
+@pytest.mark.parametrize("phase", ["launched", "booting", "ready"])
 def test_a_hub_killed_during_an_openstack_spawn_leaves_no_orphan(ostack, phase):
     hub, fake = ostack.hub, ostack.fake
     user = f"oscrash-{phase}"
@@ -54,6 +54,9 @@ def test_a_hub_killed_during_an_openstack_spawn_leaves_no_orphan(ostack, phase):
             hub.wait_ready(user)
         else:
             wait_until(lambda: servers_of(fake, user), 30, "Nova's server created")
+            if phase == "booting":  # the node process runs, its server is not up yet
+                wait_until(lambda: ostack.runner.status()["nodes"].get(servers_of(fake, user)[0]["id"]), 30,
+                           "the node booting")
             assert (hub.server_model(user) or {}).get("pending") == "spawn"
         [server] = servers_of(fake, user)
         kill_hub(hub)
@@ -74,6 +77,10 @@ def test_a_hub_killed_during_an_openstack_spawn_leaves_no_orphan(ostack, phase):
         assert [s["id"] for s in servers_of(fake, user)] == [server["id"]]
         assert hub.get_via_proxy(f"/user/{user}/api/status")[0] == 200
         hub.stop_server(user)
+    elif phase == "booting":
+        # The reconciler deletes the unclaimed server, or the node, refused by the new hub (or
+        # its server ended without one), powers off and the reconciler deletes the SHUTOFF server.
+        wait_until(lambda: servers_of(fake, user) == [], GRACE + 60, "the orphan gone")
     else:
         # (logged once Nova confirms the deletion, a moment after the server left the listing)
         wait_until(lambda: f"reconcile: terminated orphan openstack node {server['id']}" in hub.log_text(), 30,
