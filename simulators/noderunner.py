@@ -5,7 +5,10 @@ hub. When one is running, it fetches the instance's boot script (user-data) and 
 process on this machine, as cloud-init would on a real instance — so the real bootstrap path
 (credential redemption, single-user server start, port report) is exercised with no cloud
 account. When the instance is stopped, terminated or disappears, the process group is ended.
-Each boot script runs at most once, like user-data.
+Each boot script runs once per boot: at launch, and again each time a stopped instance is started
+(the node image runs its user-data at every boot, so a resumed node redeems the fresh credential
+its new user-data holds). A stopped instance's processes end (its memory is lost) and its root
+disk stays; a terminated instance's disk is removed.
 
 Nodes bind 127.0.0.1 and get a port of their own (HYBRID_NODE_PORT). Nodes run as the runner's
 user; when that is root, ``--allow-root`` passes ``--allow-root`` to jupyterhub-singleuser.
@@ -210,6 +213,8 @@ class NodeRunner:
                         self.finished.pop(instance_id, None)
                         self.errors += 1
         for instance_id, state in instances.items():
+            if state in ("stopping", "stopped", "pending") and instance_id in self.finished:
+                del self.finished[instance_id]  # started again later: a new boot runs its user-data
             if state == "running" and instance_id not in self.nodes and instance_id not in self.finished:
                 self.boot(instance_id)
         self.discard_root_disks(instances)

@@ -10,14 +10,17 @@ clients in :mod:`.client`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import os
+import time
 import uuid
 
 import botocore.exceptions
 from botocore.parsers import ResponseParserError
-from traitlets import Bool, Callable, Dict, Enum, Integer, List, Unicode, default
+from traitlets import Bool, Callable, Dict, Enum, Float, Integer, List, Unicode, default
 
+from hybrid_spawner import parking
 from hybrid_spawner.backends.ec2 import plan
 from hybrid_spawner.backends.ec2.client import aws_client, known_regions
 from hybrid_spawner.backends.ec2.status import EC2StatusCache
@@ -85,6 +88,27 @@ class EC2Spawner(RemoteSpawner):
         SpotMaxPriceTooLow ...): "on-demand" (the same instance type on-demand, then the next
         type), "next-type" (spot for every instance type first, then on-demand) or "none"
         (spot only: the spawn fails, or a burst chain moves on).""",
+    )
+    stop_action = Enum(
+        ["terminate", "stop"],
+        default_value="terminate",
+        config=True,
+        help="""What stopping the server does to its instance. "terminate" (default): the
+        instance and its root disk are gone (what was synced stays in the bucket). "stop": the
+        instance is stopped with its EBS disks (StopInstances; the disks still cost money, the
+        compute does not) and the next start of the same server and profile resumes it
+        (StartInstances) with a fresh single-use boot credential; the spawn page says so. The
+        idle culler's stops do the same. Stopped instances older than stopped_max_age are
+        terminated by the reconciler. A node that powers itself off (its server died) is then
+        stopped too, not terminated. Spot instances are always terminated (one-time spot
+        capacity cannot be stopped). The node image must run its user-data at every boot
+        (docs/node-image.md).""",
+    )
+    resume_stopping_timeout = Float(
+        180,
+        config=True,
+        help="""Seconds a start waits for a parked instance that is still "stopping" before it
+        gives up (the instance stays stopped for the next try).""",
     )
     subnet_ids = List(
         Unicode(),
@@ -220,6 +244,7 @@ class EC2Spawner(RemoteSpawner):
             root_volume_size=self.root_volume_size,
             root_volume_type=self.root_volume_type,
             root_volume_encrypted=self.root_volume_encrypted,
+            shutdown_behavior="stop" if self.stop_action == "stop" else "terminate",
         )
         last_error = None
         for attempt in plan.launch_attempts(self._instance_types(), self.subnet_ids, self.spot, self.spot_fallback):
@@ -286,6 +311,78 @@ class EC2Spawner(RemoteSpawner):
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
                 raise
+
+    # ------------------------------------------------------------------ stop and resume
+    def _stoppable(self) -> bool:
+        return self.stop_action == "stop" and self.launched_market != plan.SPOT
+
+    async def park_node(self, node_id: str) -> bool:
+        if not self._stoppable():
+            if self.stop_action == "stop":
+                self.log.info("%s: %s is a spot instance, which cannot be stopped; terminating it", self._log_name, node_id)
+            return False
+        await self._call("ec2", "stop_instances", InstanceIds=[node_id])
+        return True
+
+    def parks_when_gone(self, seen) -> bool:
+        return self._stoppable() and seen.detail.split(":")[0] in ("stopping", "stopped")
+
+    async def _describe_instance(self, node_id: str) -> dict | None:
+        try:
+            reply = await self._call("ec2", "describe_instances", InstanceIds=[node_id])
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                raise
+            return None
+        found = [i for r in reply["Reservations"] for i in r["Instances"]]
+        return found[0] if found else None
+
+    async def resume_node(self, parked: dict, script: str) -> str | None:
+        node_id = parked[parking.NODE_ID]
+        deadline = time.monotonic() + self.resume_stopping_timeout
+        told = False
+        while True:
+            instance = await self._describe_instance(node_id)
+            state = instance["State"]["Name"] if instance else None
+            step = plan.resume_step(state)
+            if step == plan.RESUME:
+                break
+            if step == plan.LAUNCH_NEW:
+                self.emit(8, f"Your stopped instance {node_id} is gone ({state or 'not found'}); starting a new one")
+                return None
+            if time.monotonic() > deadline:
+                raise SpawnFailed(f"Your stopped instance {node_id} is still {state} after "
+                                  f"{self.resume_stopping_timeout:.0f} s; try again in a minute (it is kept).")
+            if step == plan.STOP_FIRST:
+                # Started outside JupyterHub: its boot script is spent. Stop it, keeping the disk.
+                self.emit(8, f"Your instance {node_id} was started outside JupyterHub; stopping it to resume it")
+                await self._call("ec2", "stop_instances", InstanceIds=[node_id])
+            elif not told:
+                self.emit(8, f"Waiting for your instance {node_id} to finish stopping")
+                told = True
+            await asyncio.sleep(1.0)
+        kind = instance.get("InstanceType")
+        allowed = self._instance_types()
+        if kind not in allowed:
+            # The profile's types changed since the stop: the disk stays, the size follows the profile.
+            self.emit(9, f"Changing your stopped instance from {kind} to {allowed[0]} (the profile's type)")
+            await self._call("ec2", "modify_instance_attribute", InstanceId=node_id, InstanceType={"Value": allowed[0]})
+            kind = allowed[0]
+        # A fresh single-use credential: the one in the launch's user-data is spent and expired.
+        # ModifyInstanceAttribute takes user-data base64-encoded (RunInstances' is encoded by boto3).
+        await self._call("ec2", "modify_instance_attribute", InstanceId=node_id,
+                         UserData={"Value": base64.b64encode(script.encode())})
+        self.emit(10, f"Resuming your stopped instance {node_id} ({kind}), stopped {parking.waited(parked, time.time())} ago")
+        try:
+            await self._call("ec2", "start_instances", InstanceIds=[node_id])
+        except botocore.exceptions.ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code in plan.CAPACITY_ERRORS:
+                raise BackendFull(f"Could not resume your stopped instance {node_id}: EC2 has no {kind} capacity "
+                                  f"right now ({code}). Its disk is kept; try again later.") from None
+            raise
+        self.launched_instance_type, self.launched_market = kind, None
+        return node_id
 
     def _image_text(self) -> str:
         resolved = getattr(self, "_image_id", None)
