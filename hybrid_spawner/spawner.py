@@ -385,9 +385,27 @@ class HybridSpawner(Spawner):
         self.log.info("%s: terminated stopped %s (%s)", self._log_name, entry["node"][parking.NODE_ID], reason)
 
     async def delete_forever(self):
-        """JupyterHub deletes the user (or this server): no stopped node of theirs stays behind."""
+        """JupyterHub deletes the user (or this server): no stopped node of theirs stays behind,
+        and each profile's backend deletes what it keeps for them (home volumes), if its
+        settings say so. The backend spawner of the last start is gone by now: one is built per
+        profile, from the profile's overrides (the storage is found by its tags)."""
         for slug in list(self.parked_nodes):
             await self.end_parked_node(slug, "the server is deleted")
+        try:
+            profiles = await self.load_profiles()
+        except SpawnException:
+            return  # misconfigured profiles: logged by load_profiles; nothing is deleted
+        seen = set()
+        for profile in profiles:
+            key = (profile.backend, repr(sorted(dict(profile.overrides).items())))
+            if key in seen or profile.backend not in self.backend_classes:
+                continue
+            seen.add(key)
+            try:
+                await self._build_child(profile.backend, dict(profile.overrides)).delete_forever()
+            except Exception:
+                self.log.exception("%s: deleting the %s storage of profile %s failed", self._log_name,
+                                   profile.backend, profile.slug)
 
     async def poll(self):
         if self.child is None:

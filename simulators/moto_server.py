@@ -9,11 +9,18 @@ documented behaviour, then runs moto's own server (same arguments as ``moto_serv
 AttachVolume likewise: AWS refuses a volume already attached to an instance (``VolumeInUse``) and
 a volume in another availability zone than the instance (``InvalidVolume.ZoneMismatch``); moto 5
 attaches both, which would hide exactly the errors a persistent home must handle.
+
+A volume created from a snapshot gets the tag ``simulator/source-volume`` (the snapshot's volume):
+the node runner keeps each volume's files in a directory and copies the source's into the new one,
+so a home moved or restored by snapshot keeps its files, as EBS does, even when the snapshot is
+deleted before the runner looks.
 """
 
 from __future__ import annotations
 
 import sys
+
+SOURCE_VOLUME_TAG = "simulator/source-volume"
 
 MOTO_DEFAULT_TOKEN = "ABCDE"  # what moto's response layer passes when the request had no ClientToken
 
@@ -64,9 +71,29 @@ def make_attach_volume_check_use_and_zone() -> None:
     EBSBackend.attach_volume = attach_volume
 
 
+def make_volumes_from_snapshots_name_their_source() -> None:
+    from moto.ec2.models.elastic_block_store import EBSBackend
+
+    original = EBSBackend.create_volume
+    if getattr(original, "_hybrid_sourced", False):
+        return
+
+    def create_volume(self, size, zone_name, snapshot_id=None, *args, **kwargs):
+        volume = original(self, size, zone_name, snapshot_id, *args, **kwargs)
+        if snapshot_id:
+            source = getattr(self.get_snapshot(snapshot_id), "volume", None)
+            if source is not None:
+                self.create_tags([volume.id], {SOURCE_VOLUME_TAG: source.id})
+        return volume
+
+    create_volume._hybrid_sourced = True
+    EBSBackend.create_volume = create_volume
+
+
 def main(argv: list[str] | None = None) -> None:
     make_run_instances_idempotent()
     make_attach_volume_check_use_and_zone()
+    make_volumes_from_snapshots_name_their_source()
     from moto.server import main as moto_main
 
     moto_main(argv if argv is not None else sys.argv[1:])

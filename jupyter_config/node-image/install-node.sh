@@ -9,6 +9,9 @@
 #   WHEELHOUSE   a directory of wheels for a site without an index: pip then installs with
 #                --no-index --find-links "$WHEELHOUSE" (build it with `pip wheel`, see the docs)
 #   PACKAGES     what to install (default: the distribution with the Lab extension)
+#   MOUNT_HOME   mount-home.sh to install as $SBIN_DIR/hybrid-mount-home, which boot scripts call
+#                for an EC2 home volume (default: the one beside this script, if there)
+#   SBIN_DIR     default: /usr/local/sbin
 #   CLOUD_CFG_DIR  cloud-init's drop-in directory (default: /etc/cloud/cloud.cfg.d; skipped when
 #                absent)
 set -euo pipefail
@@ -32,6 +35,12 @@ fi
 "$PREFIX/bin/pip" install "${pip_args[@]}" $PACKAGES
 # Jobs and servers run as the researcher: everyone reads and runs, nobody but root writes.
 chmod -R a+rX,go-w "$PREFIX"
+
+# The home volume mounter (EC2Spawner.home_mount_command, docs/ec2.md).
+MOUNT_HOME=${MOUNT_HOME:-$(dirname "$0")/mount-home.sh}
+if [ -f "$MOUNT_HOME" ]; then
+    install -D -m 0755 "$MOUNT_HOME" "${SBIN_DIR:-/usr/local/sbin}/hybrid-mount-home"
+fi
 
 # User-data at every boot, not only the first: a node stopped by EC2Spawner.stop_action = "stop"
 # is started with new user-data holding a fresh single-use credential (the first one is spent).
