@@ -127,6 +127,7 @@ class Reconciler(LoggingConfigurable):
         done = []
         for f in findings:
             done.append({**f.as_dict(), "result": await self._act(f)})
+        archived = await self._archive_homes()
         report = {
             "started": started,
             "seconds": round(time.time() - started, 3),
@@ -136,12 +137,29 @@ class Reconciler(LoggingConfigurable):
                              "list_seconds": round(r[2], 3)} for b, r in zip(self.backends, results)},
             "records": len(records),
             "findings": done,
+            "archived_homes": archived,
         }
         self.reports.append(report)
         self.log.info("reconcile: %d finding(s) in %.2fs (%s)", len(done), report["seconds"],
                       ", ".join(f"{b}: {v['listed']} listed" + (f", listing failed: {v['error']}" if v["error"] else "")
                                 for b, v in report["backends"].items()))
         return report
+
+    async def _archive_homes(self) -> dict[str, list]:
+        """Backends that archive unused homes (EC2: home_volume_archive_after) do it now."""
+        archived = {}
+        for b in self.backends:
+            archive = getattr(self._backend(b), "archive_unused_homes", None)
+            if archive is None:
+                continue
+            try:
+                archived[b] = await archive()
+            except Exception as e:  # the next pass tries again; nothing was deleted before its snapshot
+                self.log.error("reconcile: archiving unused %s homes failed: %s", b, e)
+                archived[b] = []
+            if archived[b]:
+                metrics.record_reconciled(b, "archived", len(archived[b]))
+        return archived
 
     async def _act(self, f: rplan.Finding) -> str:
         if f.kind == "expired":

@@ -19,6 +19,12 @@ pytestmark = pytest.mark.integration
 
 EXTRA = """
 c.EC2Spawner.home_volume_max_size = 10
+# Homes unused for 3 s are archived by a reconcile pass (asked for by the last test only).
+c.EC2Spawner.home_volume_archive_after = 3
+from hybrid_spawner.reconcile import runner as _reconcile
+c.Reconciler.interval = 3600
+c.Reconciler.backends = ["ec2"]
+_reconcile.enable(c)
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 
 import pathlib as _pathlib
@@ -226,3 +232,35 @@ def test_deleting_a_user_deletes_their_home_only_when_the_admin_says_so(world):
         w.hub.api("DELETE", f"/users/{user}", expect=204)
     assert len(homes_of(w, "keeper")) == 1
     wait_until(lambda: homes_of(w, "leaver") == [], 30, "the deleted user's home deleted")
+
+
+def test_a_home_unused_past_its_limit_is_archived_to_a_snapshot_and_restored_at_the_next_start(world):
+    """Runs last: its reconcile pass archives every home unused for 3 s."""
+    import time
+
+    w, user = world, "arch"
+    home(w, user)
+    assert spawn(w, user)[-1].get("ready")
+    [volume] = homes_of(w, user)
+    assert contents(w, user, "draft.txt", "kept in the archive\n")[0] in (200, 201)
+    w.hub.stop_server(user)
+    wait_until(lambda: homes_of(w, user)[0]["State"] == "available", 60, "detached")
+    tags = {t["Key"]: t["Value"] for t in homes_of(w, user)[0]["Tags"]}
+    assert tags["jupyterhub/last-used"].endswith("Z")  # stamped at the stop
+    time.sleep(3.5)
+    _, report = w.hub.api("POST", "/hybrid/reconcile", expect=200)
+    mine = [a for a in report["archived_homes"]["ec2"] if a["owner"] == user]
+    assert [a["volume"] for a in mine] == [volume["VolumeId"]], report["archived_homes"]
+    assert homes_of(w, user) == []
+    snapshot = w.ec2.describe_snapshots(SnapshotIds=[mine[0]["snapshot"]])["Snapshots"][0]
+    snap_tags = {t["Key"]: t["Value"] for t in snapshot["Tags"]}
+    assert snap_tags["jupyterhub/role"] == "home" and snap_tags["jupyterhub/owner"] == user and "jupyterhub/archived-at" in snap_tags
+
+    events = spawn(w, user)
+    assert events[-1].get("ready"), events
+    assert f"Restoring your home volume from its snapshot {snapshot['SnapshotId']}" in [e["message"] for e in events]
+    status, body = contents(w, user, "draft.txt")
+    assert status == 200 and body["content"] == "kept in the archive\n"
+    assert w.ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+        {"Name": "tag:jupyterhub/owner", "Values": [user]}])["Snapshots"] == []  # one copy of the home, not two
+    w.hub.stop_server(user)

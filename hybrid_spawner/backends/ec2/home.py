@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from datetime import datetime, timedelta, timezone
 
 import botocore.exceptions
 
@@ -167,7 +168,45 @@ class EC2HomeVolume:
             return  # a resumed instance keeps its home attached
         await self._call("ec2", "attach_volume", VolumeId=self.home_volume_id, InstanceId=instance_id,
                          Device=rules.ATTACH_DEVICE)
+        await self._mark_home_used(self.home_volume_id)
         self.emit(45, f"Attached your home volume {self.home_volume_id}")
+
+    async def _mark_home_used(self, volume_id: str) -> None:
+        """Stamp the home's last use (at attach and at stop): home_volume_archive_after counts from it."""
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            await self._call("ec2", "create_tags", Resources=[volume_id], Tags=[{"Key": rules.TAG_LAST_USED, "Value": stamp}])
+        except botocore.exceptions.ClientError as e:  # a missing stamp only delays an archive
+            self.log.warning("could not stamp home volume %s as used: %s", volume_id, e)
+
+    # ------------------------------------------------------------------ archive
+    async def archive_unused_homes(self) -> list[dict]:
+        """Hub-wide (the reconciler calls it; no user): each detached home unused for
+        home_volume_archive_after seconds becomes a snapshot (EBS snapshot storage costs about
+        a quarter of gp3) and the volume is deleted; the next start restores it. Returns
+        [{"volume", "snapshot", "owner"}] of what was archived."""
+        if not self.home_volume_archive_after:
+            return []
+        now = datetime.now(timezone.utc)
+        cutoff = (now - timedelta(seconds=self.home_volume_archive_after)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reply = await self._call("ec2", "describe_volumes", Filters=[
+            {"Name": f"tag:{plan.TAG_HUB}", "Values": [self.hub_id]},
+            {"Name": f"tag:{rules.TAG_ROLE}", "Values": [rules.ROLE_HOME]},
+            {"Name": "status", "Values": ["available"]}])
+        archived = []
+        for volume in rules.due_for_archive(reply["Volumes"], now.strftime("%Y-%m-%dT%H:%M:%SZ"), cutoff):
+            tags = [t for t in volume.get("Tags") or [] if not t["Key"].startswith("aws:")]
+            tags.append({"Key": rules.TAG_ARCHIVED, "Value": now.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            snapshot = await self._call("ec2", "create_snapshot", VolumeId=volume["VolumeId"],
+                                        Description=f"archived home {volume['VolumeId']}",
+                                        TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
+            await self._wait_snapshot(snapshot["SnapshotId"])
+            await self._call("ec2", "delete_volume", VolumeId=volume["VolumeId"])
+            owner = {t["Key"]: t["Value"] for t in tags}.get(plan.TAG_OWNER, "")
+            self.log.info("archived home volume %s of %s to snapshot %s (unused since %s)", volume["VolumeId"],
+                          owner, snapshot["SnapshotId"], rules.last_used(volume))
+            archived.append({"volume": volume["VolumeId"], "snapshot": snapshot["SnapshotId"], "owner": owner})
+        return archived
 
     # ------------------------------------------------------------------ delete
     async def _delete_homes(self) -> None:

@@ -13,6 +13,10 @@ TAG_ROLE = "jupyterhub/role"
 ROLE_HOME = "home"
 #: the tag by which the node (and the node runner) knows which volume to wait for and mount
 TAG_HOME_VOLUME = "jupyterhub/home-volume"
+#: when the home was last attached or released (ISO 8601, UTC): what "unused for N days" counts from
+TAG_LAST_USED = "jupyterhub/last-used"
+#: on a snapshot that holds an archived home (the volume itself was deleted)
+TAG_ARCHIVED = "jupyterhub/archived-at"
 #: where the hub attaches the home (on Nitro instances it shows up as an NVMe disk whose
 #: /dev/disk/by-id name carries the volume id; see home_device)
 ATTACH_DEVICE = "/dev/sdh"
@@ -85,3 +89,17 @@ def zone_order(home_zone: str | None, subnet_ids: list[str], zones: dict[str, st
 def home_device(volume_id: str) -> str:
     """The stable device path of an attached EBS volume on a Nitro instance (udev's by-id link)."""
     return f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}"
+
+
+def last_used(volume: dict) -> str:
+    """When the home was last used: its last-used tag, else its creation time (ISO 8601)."""
+    tags = {t["Key"]: t["Value"] for t in volume.get("Tags") or []}
+    created = volume.get("CreateTime")
+    return tags.get(TAG_LAST_USED) or (created.isoformat() if hasattr(created, "isoformat") else str(created or ""))
+
+
+def due_for_archive(volumes: list[dict], now_iso: str, cutoff_iso: str) -> list[dict]:
+    """Detached homes last used before ``cutoff_iso``: snapshot them (cheaper storage) and
+    delete the volume; the next start restores the snapshot. Attached homes never are."""
+    return [v for v in volumes if v.get("State") == "available" and not v.get("Attachments")
+            and last_used(v) and last_used(v) < cutoff_iso <= now_iso]

@@ -155,6 +155,15 @@ class EC2Spawner(EC2HomeVolume, RemoteSpawner):
         help="""Where the home volume is mounted on the node. With node_user set, the account's
         directory below it (e.g. /home/jovyan) is created on a new volume and given to it.""",
     )
+    home_volume_archive_after = Float(
+        0,
+        config=True,
+        help="""Seconds a detached home volume may stay unused (since its last attach or stop)
+        before the reconciler snapshots it and deletes the volume (snapshot storage costs about
+        a quarter of gp3 per GB-month); the next start restores it from the snapshot and says
+        so. 0 (default): never. Hub-wide: read from the hub's EC2Spawner settings, e.g.
+        30 * 86400. Needs the Reconciler enabled.""",
+    )
     delete_home_volume_with_user = Bool(
         False,
         config=True,
@@ -398,6 +407,12 @@ class EC2Spawner(EC2HomeVolume, RemoteSpawner):
         # The device path carries the volume id, known only at launch: the boot script is
         # rendered before, so it names the tag the node reads instead (see node_bootstrap.sh.j2).
         return {"home_mount_command": self.home_mount_command, "home_mount_point": self.home_mount_point}
+
+    async def stop(self, now=False):
+        home = self.home_volume_id
+        await super().stop(now=now)
+        if home and self.home_volume_size:
+            await self._mark_home_used(home)
 
     async def delete_forever(self):
         """JupyterHub deletes the user: stopped instances go; home volumes only if the admin said so."""
