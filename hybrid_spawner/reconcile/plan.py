@@ -13,6 +13,10 @@ Rules (why, in one line each):
 - a record whose node is missing from a *successful* listing, or listed as gone, is *gone*: the
   hub marks the server stopped with the reason. A failed listing says nothing (unknown is not
   gone), so a backend whose listing failed yields no findings at all;
+- a listed node that is gone but still exists (an EC2 instance stopped, a Nova server SHUTOFF,
+  shelved or in error) and that no record claims is an orphan too: it still costs storage or
+  holds quota (a node that powered itself off after a hub restart refused it is one);
+  terminated, deleted or finished ones are not;
 - a node stopped with its disks for a server's next start (``stop_action = "stop"``) is claimed
   by that server's record; once it has waited longer than its ``stopped_max_age`` it is
   terminated (``expired_parked``), and the server's next start launches a new node.
@@ -54,6 +58,16 @@ class Listed:
     gone: bool = False
 
 
+#: first word of a gone node's detail (EC2 state, Nova status) for nodes that still exist
+STILL_EXISTING = frozenset({"stopped", "stopping", "SHUTOFF", "SHELVED", "SHELVED_OFFLOADED", "SUSPENDED", "PAUSED", "ERROR"})
+
+
+def still_exists(node: "Listed") -> bool:
+    """A gone node that still holds resources (stopped, not terminated)."""
+    words = node.detail.replace(":", " ").split()
+    return bool(words) and words[0] in STILL_EXISTING
+
+
 @dataclass(frozen=True)
 class Finding:
     kind: str  # "orphan" | "gone"
@@ -70,10 +84,11 @@ class Finding:
 
 
 def plan(records: list[Record], listings: dict[str, list[Listed] | None], first_seen: dict[tuple[str, str], float],
-         now: float, mode: str, grace: float) -> tuple[list[Finding], dict[tuple[str, str], float]]:
+         now: float, mode: str, grace: float, held=frozenset()) -> tuple[list[Finding], dict[tuple[str, str], float]]:
     """The findings of one pass and the new ``first_seen`` map (orphan -> when first seen unclaimed).
 
-    ``listings[backend]`` is None when that backend's listing failed this pass.
+    ``listings[backend]`` is None when that backend's listing failed this pass. ``held``:
+    (backend, node id) of nodes under an open incident (quarantined: evidence, never touched).
     """
     if mode not in MODES:
         raise ValueError(f"unknown reconcile mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -81,6 +96,7 @@ def plan(records: list[Record], listings: dict[str, list[Listed] | None], first_
         raise ValueError("the reconcile grace period must be zero or more seconds")
     claimed = {(r.backend, r.node_id) for r in records if r.node_id}
     claimed |= {(backend, node_id) for r in records for _key, backend, node_id, _expires in r.parked}
+    claimed |= set(held)
     pending_backends = {r.backend for r in records if r.pending}
     pending_anywhere = any(r.pending and not r.backend for r in records)  # backend not chosen yet
     findings: list[Finding] = []
@@ -92,7 +108,7 @@ def plan(records: list[Record], listings: dict[str, list[Listed] | None], first_
             continue
         for node in listed:
             key = (backend, node.node_id)
-            if key in claimed or node.gone:
+            if key in claimed or (node.gone and not still_exists(node)):
                 continue
             since = first_seen.get(key, now)
             seen_now[key] = since

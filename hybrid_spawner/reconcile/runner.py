@@ -122,7 +122,7 @@ class Reconciler(LoggingConfigurable):
         listings = {b: r[0] for b, r in zip(self.backends, results)}
         records = settled_records(before, hub_records(self.app))
         findings, self.first_seen = rplan.plan(records, listings, self.first_seen, time.monotonic(),
-                                               self.mode, self.grace_period)
+                                               self.mode, self.grace_period, await self._held_nodes())
         findings += rplan.expired_parked(records, time.time())
         done = []
         for f in findings:
@@ -144,6 +144,17 @@ class Reconciler(LoggingConfigurable):
                       ", ".join(f"{b}: {v['listed']} listed" + (f", listing failed: {v['error']}" if v["error"] else "")
                                 for b, v in report["backends"].items()))
         return report
+
+    async def _held_nodes(self) -> set[tuple[str, str]]:
+        """Nodes under an open incident: quarantined evidence, which no pass may end."""
+        from hybrid_spawner.incidents.store import IncidentStore
+
+        try:
+            incidents = await asyncio.to_thread(IncidentStore(config=self.app.config, log=self.log).all)
+        except Exception as e:  # unreadable: hold nothing back, but say so (stopped orphans wait for it)
+            self.log.error("reconcile: cannot read the incident store: %s", e)
+            return set()
+        return {(i.get("backend", ""), i.get("node_id", "")) for i in incidents if not i.get("released")}
 
     async def _archive_homes(self) -> dict[str, list]:
         """Backends that archive unused homes (EC2: home_volume_archive_after) do it now."""

@@ -104,3 +104,20 @@ def test_the_reconciler_refuses_bad_options_with_the_option_name():
             Reconciler(config=c)
     assert Reconciler().mode == "report"
     assert Reconciler(config=Config({"Reconciler": {"backends": ["ec2", "slurm"]}})).backends == ["ec2", "slurm"]
+
+
+def test_an_unclaimed_node_that_is_stopped_but_still_exists_is_an_orphan_a_terminated_one_is_not():
+    listed = [p.Listed("i-stopped", "stopped: Client.InstanceInitiatedShutdown", gone=True),
+              p.Listed("os-off", "SHUTOFF", gone=True),
+              p.Listed("i-gone", "terminated: User initiated", gone=True),
+              p.Listed("os-deleted", "DELETED", gone=True)]
+    findings, _ = p.plan([], {"ec2": listed}, {}, now=100.0, mode="terminate", grace=0)
+    assert sorted(f.node_id for f in findings) == ["i-stopped", "os-off"]
+    assert all(f.kind == "orphan" and f.action == p.TERMINATE for f in findings)
+
+
+def test_a_quarantined_node_is_never_an_orphan():
+    listed = [p.Listed("i-evidence", "stopped: User initiated", gone=True), p.Listed("i-live", "running")]
+    findings, _ = p.plan([], {"ec2": listed}, {}, now=100.0, mode="terminate", grace=0,
+                         held={("ec2", "i-evidence"), ("ec2", "i-live")})
+    assert findings == []

@@ -42,6 +42,11 @@ def test_a_spawn_completing_during_the_listing_is_not_marked_stopped(monkeypatch
         return {}
 
     monkeypatch.setattr(reconciler, "_archive_homes", no_homes)  # no hub config here: no backend spawners
+
+    async def no_incidents():
+        return set()
+
+    monkeypatch.setattr(reconciler, "_held_nodes", no_incidents)
     report = asyncio.run(reconciler.run_once())
     assert stopped == [] and report["findings"] == []
 
