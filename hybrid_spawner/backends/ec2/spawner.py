@@ -16,7 +16,7 @@ import uuid
 
 import botocore.exceptions
 from botocore.parsers import ResponseParserError
-from traitlets import Bool, Callable, Dict, Enum, Integer, List, Unicode, default
+from traitlets import Bool, Callable, Dict, Enum, Float, Integer, List, Unicode, default
 
 from hybrid_spawner.backends.ec2 import plan
 from hybrid_spawner.backends.ec2.client import aws_client, known_regions
@@ -85,6 +85,16 @@ class EC2Spawner(RemoteSpawner):
         SpotMaxPriceTooLow ...): "on-demand" (the same instance type on-demand, then the next
         type), "next-type" (spot for every instance type first, then on-demand) or "none"
         (spot only: the spawn fails, or a burst chain moves on).""",
+    )
+    spot_notice_interval = Float(
+        2.0,
+        config=True,
+        help="""Seconds between two looks of a spot server's node at its instance metadata
+        (IMDSv2) for AWS's interruption notice and rebalance recommendation. On the notice the
+        node syncs the home to the bucket at once, JupyterLab tells the researcher when the
+        server ends, and the hub records why (the next spawn says so). AWS gives two minutes;
+        the look itself is a local HTTP request. 0 turns the watch off. On-demand servers are
+        never watched.""",
     )
     subnet_ids = List(
         Unicode(),
@@ -286,6 +296,11 @@ class EC2Spawner(RemoteSpawner):
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
                 raise
+
+    def interruption_watch(self) -> dict | None:
+        if self.launched_market == plan.SPOT and self.spot_notice_interval > 0:
+            return {"interval": self.spot_notice_interval}
+        return None
 
     def _image_text(self) -> str:
         resolved = getattr(self, "_image_id", None)
