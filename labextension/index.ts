@@ -96,7 +96,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     announceRestoreAtStart(model);
-    watchNotices(model.client);
+    watchNotices(model.client, () => void model.refresh());
     void model.refresh();
     window.setInterval(() => void model.refresh(), REFRESH_MS);
   }

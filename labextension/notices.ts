@@ -87,10 +87,14 @@ class NoticeToast {
   private _text = '';
 }
 
-/** Poll the server's notices while the node watches for them; show what arrives. */
-export function watchNotices(client: HybridClient = new HybridClient()): void {
+/**
+ * Poll the server's notices while the node watches for them; show what arrives. `synced` is
+ * called when a notice's sync has finished (the status bar then asks for the new sync state).
+ */
+export function watchNotices(client: HybridClient, synced: () => void = () => undefined): void {
   const interruption = new NoticeToast();
   const rebalance = new NoticeToast();
+  let lastFinished = '';
 
   const look = async (): Promise<void> => {
     let answer: INotices;
@@ -108,6 +112,16 @@ export function watchNotices(client: HybridClient = new HybridClient()): void {
     }
     if (answer.interruption) {
       interruption.show(answer.interruption, interruptionText(answer.interruption));
+    }
+    const finished = [answer.interruption, answer.rebalance]
+      .filter((n): n is INodeNotice => n !== null && n.sync.state !== 'running')
+      .map(n => `${n.kind}:${n.sync.finished}`)
+      .join(',');
+    if (finished !== lastFinished) {
+      lastFinished = finished;
+      if (finished) {
+        synced();
+      }
     }
     if (answer.watched) {
       window.setTimeout(() => void look(), POLL_MS);
