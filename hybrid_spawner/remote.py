@@ -15,6 +15,11 @@ Lifecycle of ``start()``::
 
 If anything fails, times out (``start_timeout``) or is cancelled after ``launch_node`` returned
 — or even while it was still running — ``terminate_node`` is called: a failed spawn leaves no node.
+
+A backend that can stop a node with its disks (EC2's ``stop_action = "stop"``) implements
+``park_node``/``resume_node``: a stop then keeps the node as ``parked_node`` (in the state), and
+the next start resumes it with a fresh boot script instead of calling ``launch_node``; a resumed
+node whose start fails is stopped again, never terminated (its disk holds the researcher's work).
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from typing import Any
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Float, Integer, Type, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, Type, Unicode, default
 
-from hybrid_spawner import jupyterhub_fixes, metrics
+from hybrid_spawner import jupyterhub_fixes, metrics, parking
 from hybrid_spawner.stop_sync import sync_before_stop
 from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
@@ -195,6 +200,14 @@ class RemoteSpawner(Spawner):
         a SHUTOFF OpenStack server is deleted by the hub's poll. Slurm jobs end with their
         script anyway (off there). Turn off to keep a node up for debugging a crashed server.""",
     )
+    stopped_max_age = Float(
+        7 * 86400,
+        config=True,
+        help="""Seconds a node stopped by ``stop_action = "stop"`` is kept for its next start
+        (default 7 days). After that the reconciler terminates it (a persistent home volume
+        stays; what was synced stays in the bucket) and the next start launches a new node.
+        A stopped instance costs its disks only (EBS), not its compute. 0 keeps it forever.""",
+    )
     status_refresh_interval = Float(
         30,
         config=True,
@@ -249,6 +262,9 @@ class RemoteSpawner(Spawner):
     node_ip = Unicode(None, allow_none=True)
     node_port = Integer(None, allow_none=True)
     last_stop_message = Unicode("")
+    # A node stopped with its disks for this server's next start (see parking.py); kept by
+    # clear_state, like last_stop_message.
+    parked_node = Dict()
 
     # ------------------------------------------------------------------ backend contract
     async def check_options(self) -> None:
@@ -284,6 +300,24 @@ class RemoteSpawner(Spawner):
     def status_cache(self) -> StatusCache:
         """The shared :class:`StatusCache` this spawner's nodes are watched by."""
         raise NotImplementedError
+
+    async def park_node(self, node_id: str) -> bool:
+        """Stop the node with its disks instead of terminating it, if this backend and its
+        ``stop_action`` do that; return True when it was stopped (or is stopping). Default:
+        False (the node is terminated)."""
+        return False
+
+    async def resume_node(self, parked: dict, script: str) -> str | None:
+        """Start the parked node again so that it runs ``script`` (a fresh boot script: the
+        one it was launched with is spent); return its id, or None when it cannot be resumed
+        (gone, or not stopped) — the start then launches a new node. Say why with :meth:`emit`."""
+        return None
+
+    def parks_when_gone(self, seen: NodeObservation) -> bool:
+        """True if a node observed gone (``seen``) was stopped with its disks and this spawner
+        keeps such nodes for the next start (the node powered itself off, or someone stopped
+        it). Default: False (the hub terminates it)."""
+        return False
 
     def list_owned_nodes(self) -> dict:
         """Every node of this hub on the backend, ``{node_id: NodeObservation}``, for the
@@ -367,6 +401,7 @@ class RemoteSpawner(Spawner):
         self._start_task: asyncio.Task | None = None
         self._bucket_payload: dict = {}
         self._refresh_hash: str | None = None
+        self._node_holds_work = False  # resumed from parked_node, or has served: stop it, never terminate
         self._notice_hash: str | None = None  # the node's secret to report a spot interruption
         self.interruption_notice: dict = {}  # what it reported (state: survives hub restarts)
 
@@ -486,10 +521,9 @@ class RemoteSpawner(Spawner):
                 extra=self._boot_script_context(),
             )
             del credential
-            self.emit(10, "Requesting a node")
             self.node_id = await self._launch_without_orphans(script)
             self.status_cache().track(self.node_id)
-            self.emit(30, f"Launched {self.describe_node()}")
+            self.emit(30, f"{'Resumed' if self._node_holds_work else 'Launched'} {self.describe_node()}")
             ip = await self._until(deadline, "the node to run", self.wait_for_address(self.node_id))
             ip = self.node_address_override or ip
             self.node_ip = ip
@@ -520,8 +554,23 @@ class RemoteSpawner(Spawner):
         # Fail (and clean up) a little before the hub's own start_timeout, so the user sees why.
         return max(1.0, self.start_timeout - min(5.0, self.start_timeout * 0.1))
 
+    async def _launch_or_resume(self, script: str) -> str:
+        parked, self.parked_node = self.parked_node, {}
+        self._node_holds_work = False
+        if parking.valid_record(parked):
+            try:
+                node_id = await self.resume_node(parked, script)
+            except BaseException:
+                self.parked_node = parked  # still stopped there: the next start tries again
+                raise
+            if node_id:
+                self._node_holds_work = True
+                return node_id
+        self.emit(10, "Requesting a node")
+        return await self.launch_node(script)
+
     async def _launch_without_orphans(self, script: str) -> str:
-        launch = asyncio.ensure_future(self.launch_node(script))
+        launch = asyncio.ensure_future(self._launch_or_resume(script))
         try:
             return await asyncio.shield(launch)
         except asyncio.CancelledError:
@@ -532,8 +581,8 @@ class RemoteSpawner(Spawner):
         if launch.cancelled() or launch.exception() is not None:
             return
         node_id = launch.result()
-        self.log.warning("%s: spawn cancelled during launch; terminating %s", self._log_name, node_id)
-        asyncio.ensure_future(self._terminate_quietly(node_id))
+        self.log.warning("%s: spawn cancelled during launch; ending %s", self._log_name, node_id)
+        asyncio.ensure_future(self._end_quietly(node_id))
 
     async def _until(self, deadline: float, what: str, awaitable):
         remaining = deadline - time.monotonic()
@@ -572,8 +621,29 @@ class RemoteSpawner(Spawner):
 
     async def _discard_node(self) -> None:
         if self.node_id:
-            await self._terminate_quietly(self.node_id)
+            await self._end_quietly(self.node_id)
         self._forget_node()
+
+    async def _end_quietly(self, node_id: str) -> None:
+        """End a node whose start failed: a resumed node is stopped again (its disk holds the
+        researcher's work), any other is terminated."""
+        if self._node_holds_work and await self._park(node_id):
+            return
+        await self._terminate_quietly(node_id)
+
+    async def _park(self, node_id: str) -> bool:
+        """Stop ``node_id`` with its disks and remember it for the next start, if this backend
+        does that (``park_node``). False: it was not stopped (the caller terminates it)."""
+        description = self.describe_node()
+        try:
+            parked = await self.park_node(node_id)
+        except Exception as e:
+            self.log.warning("%s: stopping %s failed (%s); terminating it instead", self._log_name, node_id, e)
+            return False
+        if parked:
+            self.parked_node = parking.parked_record(node_id, description, self.stopped_max_age)
+            self.log.info("%s: stopped %s with its disks for the next start", self._log_name, node_id)
+        return parked
 
     async def _terminate_quietly(self, node_id: str) -> None:
         for attempt in range(3):
@@ -599,10 +669,29 @@ class RemoteSpawner(Spawner):
         self._notice_hash, self.interruption_notice = None, {}
         self._bucket_payload = {}
         self.node_id = self.node_ip = self.node_port = None
+        self._node_holds_work = False
         self.clear_backend_state()
 
+    def parked_entries(self) -> dict[str, tuple[str, dict]]:
+        """{"": (backend, parking record)} when a stopped node waits for this server's next start."""
+        return {"": (self.backend, self.parked_node)} if self.parked_node else {}
+
+    async def end_parked_node(self, key: str = "", reason: str = "") -> None:
+        """Terminate the stopped node kept for the next start (expired, or the user is deleted)."""
+        if not self.parked_node:
+            return
+        node_id = self.parked_node[parking.NODE_ID]
+        await self.terminate_node(node_id)
+        self.parked_node = {}
+        self.log.info("%s: terminated stopped %s (%s)", self._log_name, node_id, reason)
+
+    async def delete_forever(self):
+        """JupyterHub deletes the user (or this server): no stopped node of theirs stays behind."""
+        await self.end_parked_node(reason="the server is deleted")
+
     async def stop(self, now=False):
-        """Terminate the node (cancelling a start in progress first). Idempotent.
+        """Terminate the node, or stop it with its disks (``park_node``), cancelling a start in
+        progress first. Idempotent.
 
         A running server first sends its home to the bucket (stop_sync.py), unless ``now``."""
         task = self._start_task
@@ -617,6 +706,8 @@ class RemoteSpawner(Spawner):
             url = f"http://{self.node_ip}:{self.node_port}{self.server.base_url}"
             outcome = await sync_before_stop(url, self.api_token, self.stop_sync_timeout)
             self.log.info("%s: %s", self._log_name, outcome)
+        if self.node_id and (task is None or task.done()):
+            self._node_holds_work = True  # a server that ran: its node is kept if the backend can
         await self._discard_node()
 
     async def poll(self):
@@ -635,6 +726,13 @@ class RemoteSpawner(Spawner):
         seen: NodeObservation = cache.observe(self.node_id)
         if seen.state is not NodeState.GONE:
             return None
+        if self.parks_when_gone(seen):
+            self.parked_node = parking.parked_record(self.node_id, self.describe_node(), self.stopped_max_age)
+            self.last_stop_message = (f"{self.describe_node()} stopped ({seen.detail}); its disk is kept "
+                                      "and your next start resumes it.")
+            self.log.warning("%s: %s", self._log_name, self.last_stop_message)
+            self._forget_node()
+            return 0
         self.last_stop_message = f"{self.describe_node()} was stopped outside JupyterHub ({seen.detail})."
         if self.interruption_notice:  # the node said why before the cloud ended it
             self.last_stop_message = f"{self.describe_node()} was {interruption.stop_reason(self.interruption_notice)}"
@@ -664,11 +762,15 @@ class RemoteSpawner(Spawner):
                 state["interruption_notice"] = self.interruption_notice
         if self.last_stop_message:
             state["last_stop_message"] = self.last_stop_message
+        if self.parked_node:
+            state["parked_node"] = dict(self.parked_node)
         return state
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
         self.last_stop_message = state.get("last_stop_message", "")
+        parked = state.get("parked_node")
+        self.parked_node = dict(parked) if parking.valid_record(parked) else {}
         if state.get("node_id") and state.get("backend", self.backend) == self.backend:
             self.node_id = state["node_id"]
             self.node_ip = state.get("node_ip")

@@ -20,7 +20,7 @@ from tornado import web
 from traitlets import Any as AnyTrait
 from traitlets import Callable, Dict, Float, Integer, List, TraitError, Unicode, Union, default
 
-from hybrid_spawner import caps, chain, startup_check
+from hybrid_spawner import caps, chain, parking, startup_check
 from hybrid_spawner.costs import recorder as usage_recorder
 from hybrid_spawner.costs.handlers import register_cost_handlers
 from hybrid_spawner._version import __version__
@@ -169,6 +169,10 @@ class HybridSpawner(Spawner):
     # Why the previous server ended (set by the backend's poll()); outlives the backend
     # spawner, which clear_state drops, so the next start can say it first.
     last_stop_message = Unicode("")
+    # Nodes stopped with their disks (stop_action = "stop"), one per profile slug:
+    # {"backend", "overrides", "node": parking record}. A stopped node fits only the profile
+    # that launched it; the next start of that profile resumes it (see parking.py).
+    parked_nodes = Dict()
 
     @default("server_token_scopes")
     def _default_server_token_scopes(self):
@@ -313,6 +317,12 @@ class HybridSpawner(Spawner):
         if self.last_stop_message and hasattr(child, "last_stop_message"):
             # RemoteSpawner.start shows it as the first progress event, then forgets it.
             child.last_stop_message, self.last_stop_message = self.last_stop_message, ""
+        slug = self.user_options.get("profile", "")
+        parked = self.parked_nodes.get(slug)
+        if parked and parked.get("backend") == step.backend and hasattr(child, "parked_node"):
+            # The child resumes it; if the start fails, clear_state takes it back.
+            child.parked_node = dict(parked["node"])
+            self.parked_nodes = {k: v for k, v in self.parked_nodes.items() if k != slug}
         self._adopt(child, step.backend, self.user_options.get("profile", ""), step.overrides)
         self.log.info("%s: trying profile %s on %s", self._log_name, self.child_profile, step.backend)
         return child
@@ -359,6 +369,44 @@ class HybridSpawner(Spawner):
             await usage_recorder.record_stop(self)
         self._release_slot()
 
+    # ------------------------------------------------------------------ parked nodes
+    def parked_entries(self) -> dict[str, tuple[str, dict]]:
+        """{profile slug: (backend, parking record)} of this server's stopped nodes."""
+        return {slug: (e["backend"], e["node"]) for slug, e in self.parked_nodes.items()}
+
+    async def end_parked_node(self, slug: str, reason: str) -> None:
+        """Terminate the stopped node kept for ``slug`` (expired, or the user is deleted)."""
+        entry = self.parked_nodes.get(slug)
+        if not entry:
+            return
+        child = self._build_child(entry["backend"], entry["overrides"])
+        await child.terminate_node(entry["node"][parking.NODE_ID])
+        self.parked_nodes = {k: v for k, v in self.parked_nodes.items() if k != slug}
+        self.log.info("%s: terminated stopped %s (%s)", self._log_name, entry["node"][parking.NODE_ID], reason)
+
+    async def delete_forever(self):
+        """JupyterHub deletes the user (or this server): no stopped node of theirs stays behind,
+        and each profile's backend deletes what it keeps for them (home volumes), if its
+        settings say so. The backend spawner of the last start is gone by now: one is built per
+        profile, from the profile's overrides (the storage is found by its tags)."""
+        for slug in list(self.parked_nodes):
+            await self.end_parked_node(slug, "the server is deleted")
+        try:
+            profiles = await self.load_profiles()
+        except SpawnException:
+            return  # misconfigured profiles: logged by load_profiles; nothing is deleted
+        seen = set()
+        for profile in profiles:
+            key = (profile.backend, repr(sorted(dict(profile.overrides).items())))
+            if key in seen or profile.backend not in self.backend_classes:
+                continue
+            seen.add(key)
+            try:
+                await self._build_child(profile.backend, dict(profile.overrides)).delete_forever()
+            except Exception:
+                self.log.exception("%s: deleting the %s storage of profile %s failed", self._log_name,
+                                   profile.backend, profile.slug)
+
     async def poll(self):
         if self.child is None:
             return 0
@@ -391,6 +439,8 @@ class HybridSpawner(Spawner):
             )
         if self.last_stop_message:
             state["last_stop_message"] = self.last_stop_message
+        if self.parked_nodes:
+            state["parked_nodes"] = {k: dict(v) for k, v in self.parked_nodes.items()}
         return state
 
     def load_state(self, state: dict) -> None:
@@ -398,6 +448,7 @@ class HybridSpawner(Spawner):
         current profiles: an admin editing profiles must not orphan a running server)."""
         super().load_state(state)
         self.last_stop_message = state.get("last_stop_message", "")
+        self.parked_nodes = valid_parked_nodes(state.get("parked_nodes"))
         backend = state.get("backend")
         if not backend or backend not in self.backend_classes:
             return
@@ -416,12 +467,28 @@ class HybridSpawner(Spawner):
         if self.child is not None:
             self.child.clear_state()
             self.last_stop_message = getattr(self.child, "last_stop_message", "") or self.last_stop_message
+            parked = getattr(self.child, "parked_node", None)
+            if parked:  # kept for the next start of this profile (clear_state keeps it in the child)
+                self.parked_nodes = {**self.parked_nodes, self.child_profile: {
+                    "backend": self.child_backend, "overrides": dict(self.child_overrides), "node": dict(parked)}}
+                self.child.parked_node = {}
         self.child = None
         self.child_backend = self.child_profile = ""
         self.child_overrides = {}
         self._child_ready.clear()
         self._attempts = None
         self._release_slot()
+
+
+def valid_parked_nodes(value) -> dict:
+    """The parked nodes read back from the hub's database; anything malformed is dropped."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        slug: {"backend": entry["backend"], "overrides": dict(entry.get("overrides") or {}), "node": dict(entry["node"])}
+        for slug, entry in value.items()
+        if isinstance(entry, dict) and isinstance(entry.get("backend"), str) and parking.valid_record(entry.get("node"))
+    }
 
 
 def _options_applied_in_start(spawner, user_options) -> None:

@@ -5,7 +5,10 @@ hub. When one is running, it fetches the instance's boot script (user-data) and 
 process on this machine, as cloud-init would on a real instance — so the real bootstrap path
 (credential redemption, single-user server start, port report) is exercised with no cloud
 account. When the instance is stopped, terminated or disappears, the process group is ended.
-Each boot script runs at most once, like user-data.
+Each boot script runs once per boot: at launch, and again each time a stopped instance is started
+(the node image runs its user-data at every boot, so a resumed node redeems the fresh credential
+its new user-data holds). A stopped instance's processes end (its memory is lost) and its root
+disk stays; a terminated instance's disk is removed.
 
 Each node also gets an instance metadata service of its own (IMDSv2, simulators/imds.py) at
 ``HYBRID_IMDS_ENDPOINT``; a spot interruption notice posted there (``spot_interruption``) is
@@ -87,6 +90,16 @@ class InstanceSource:
         """
         return None
 
+    def storage_step(self, volumes_dir: Path) -> None:
+        """Keep the runner's volume directories as the cloud keeps its disks (called each look):
+        a new snapshot becomes a copy of its volume's directory, a deleted volume's directory
+        goes, a volume made from a snapshot starts as the snapshot's copy. Default: nothing."""
+
+    def ready_to_boot(self, instance_id: str) -> bool:
+        """False while the node's boot would still wait for something (a home volume the hub
+        attaches after launch: the boot script's mount waits for the disk). Default: True."""
+        return True
+
     def power_off(self, instance_id: str) -> None:
         """The node's operating system powered off (the boot script ran ``poweroff``): do what
         the cloud does then. Default: nothing (the instance stays as it is)."""
@@ -109,7 +122,9 @@ class EC2InstanceSource(InstanceSource):
 
         from hybrid_spawner.backends.ec2.plan import TAG_HUB
 
+        self.hub_id = hub_id
         self.hub_filter = [{"Name": f"tag:{TAG_HUB}", "Values": [hub_id]}]
+        self.homes: dict[str, tuple[str, bool]] = {}  # instance -> (home volume, attached now)
         # Short timeouts: a hung call must not stall the loop that boots and ends every node.
         config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 2})
         self.client = boto3.session.Session().client(
@@ -127,13 +142,58 @@ class EC2InstanceSource(InstanceSource):
         return cls(args.endpoint_url, args.region, args.hub_id)
 
     def list_instances(self):
-        found = []
+        from hybrid_spawner.backends.ec2.home_volume import TAG_HOME_VOLUME
+
+        found, homes = [], {}
         for page in self.client.get_paginator("describe_instances").paginate(Filters=self.hub_filter):
             for reservation in page["Reservations"]:
-                found += [SourceInstance(i["InstanceId"], i["State"]["Name"]) for i in reservation["Instances"]]
                 for i in reservation["Instances"]:
+                    found.append(SourceInstance(i["InstanceId"], i["State"]["Name"]))
                     self._lifecycles[i["InstanceId"]] = i.get("InstanceLifecycle") or "on-demand"
+                    volume = {t["Key"]: t["Value"] for t in i.get("Tags") or []}.get(TAG_HOME_VOLUME)
+                    if volume:
+                        attached = {m.get("Ebs", {}).get("VolumeId") for m in i.get("BlockDeviceMappings") or []}
+                        homes[i["InstanceId"]] = (volume, volume in attached)
+        self.homes = homes
         return found
+
+    def home_volume(self, instance_id):
+        volume, attached = self.homes.get(instance_id, (None, False))
+        return volume if attached else None
+
+    def storage_step(self, volumes_dir):
+        from hybrid_spawner.backends.ec2.plan import TAG_HUB
+        from simulators.moto_server import SOURCE_VOLUME_TAG
+
+        mine = [{"Name": f"tag:{TAG_HUB}", "Values": [self.hub_id]}]
+        snapshots_dir = volumes_dir.parent / "snapshots"
+        volumes = self.client.describe_volumes(Filters=mine)["Volumes"]
+        for snap in self.client.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]:
+            copy, source = snapshots_dir / snap["SnapshotId"], volumes_dir / snap["VolumeId"]
+            if not copy.exists() and source.exists():  # the volume's blocks at snapshot time
+                shutil.copytree(source, copy, symlinks=True)
+        for volume in volumes:
+            target, snap = volumes_dir / volume["VolumeId"], volume.get("SnapshotId")
+            source = {t["Key"]: t["Value"] for t in volume.get("Tags") or []}.get(SOURCE_VOLUME_TAG)
+            if not snap or target.exists():
+                continue
+            if (snapshots_dir / snap).exists():
+                shutil.copytree(snapshots_dir / snap, target, symlinks=True)
+            elif source and (volumes_dir / source).exists():  # a snapshot deleted before we looked
+                shutil.copytree(volumes_dir / source, target, symlinks=True)
+        existing = {v["VolumeId"] for v in volumes}
+        for directory in list(volumes_dir.iterdir()) if volumes_dir.exists() else []:
+            if directory.name.startswith("vol-") and directory.name not in existing:
+                shutil.rmtree(directory, ignore_errors=True)  # a deleted EBS volume is gone
+        live = {s["SnapshotId"] for s in self.client.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]}
+        for directory in list(snapshots_dir.iterdir()) if snapshots_dir.exists() else []:
+            if directory.name not in live:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def ready_to_boot(self, instance_id):
+        """An instance launched with a home volume boots once the hub has attached it."""
+        _volume, attached = self.homes.get(instance_id, (None, True))
+        return attached
 
     def boot_script(self, instance_id):
         value = self.client.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
@@ -241,8 +301,15 @@ class NodeRunner:
                         self.finished.pop(instance_id, None)
                         self.errors += 1
         self.spot_notices(instances)
+        try:  # before any boot: a volume made from a snapshot must hold the snapshot's files
+            self.source.storage_step(self.workdir / "volumes")
+        except Exception as e:  # the endpoint is down: the next look tries again
+            log.warning("looking at volumes and snapshots failed: %s", e)
         for instance_id, state in instances.items():
-            if state == "running" and instance_id not in self.nodes and instance_id not in self.finished:
+            if state in ("stopping", "stopped", "pending") and instance_id in self.finished:
+                del self.finished[instance_id]  # started again later: a new boot runs its user-data
+            if (state == "running" and instance_id not in self.nodes and instance_id not in self.finished
+                    and self.source.ready_to_boot(instance_id)):
                 self.boot(instance_id)
         self.discard_root_disks(instances)
         self.write_status()
@@ -310,6 +377,11 @@ class NodeRunner:
         # The node's `poweroff`: the runner, not this machine, does what the cloud would.
         shim.write_text(f"#!/bin/sh\ntouch {shlex.quote(str(power_dir / 'powered-off'))}\n")
         shim.chmod(0o755)
+        # The home mount (EC2 home volume): the runner waited for the attachment before booting and
+        # serves the volume's directory as the home; the boot script's call is recorded.
+        mount = power_dir / "hybrid-mount-home"
+        mount.write_text(f"#!/bin/sh\necho \"$@\" > {shlex.quote(str(power_dir / 'mount-home.args'))}\n")
+        mount.chmod(0o755)
         # A directory of its own, like a fresh machine: the node's server must not serve the
         # runner's working directory. An attached home volume has its own, kept across instances.
         volume = self.source.home_volume(instance_id)

@@ -12,7 +12,10 @@ Rules (why, in one line each):
   pending spawn's), whatever its age: the next pass decides;
 - a record whose node is missing from a *successful* listing, or listed as gone, is *gone*: the
   hub marks the server stopped with the reason. A failed listing says nothing (unknown is not
-  gone), so a backend whose listing failed yields no findings at all.
+  gone), so a backend whose listing failed yields no findings at all;
+- a node stopped with its disks for a server's next start (``stop_action = "stop"``) is claimed
+  by that server's record; once it has waited longer than its ``stopped_max_age`` it is
+  terminated (``expired_parked``), and the server's next start launches a new node.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ REPORT = "report"
 WAIT_GRACE = "wait-grace"
 WAIT_SPAWN = "wait-spawn-in-flight"
 MARK_STOPPED = "mark-stopped"
+END_PARKED = "terminate-stopped-too-long"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Record:
     backend: str
     node_id: str | None
     pending: bool = False
+    parked: tuple = ()  # (key, backend, node_id, expires_at) of nodes stopped for a next start
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def plan(records: list[Record], listings: dict[str, list[Listed] | None], first_
     if grace < 0:
         raise ValueError("the reconcile grace period must be zero or more seconds")
     claimed = {(r.backend, r.node_id) for r in records if r.node_id}
+    claimed |= {(backend, node_id) for r in records for _key, backend, node_id, _expires in r.parked}
     pending_backends = {r.backend for r in records if r.pending}
     pending_anywhere = any(r.pending and not r.backend for r in records)  # backend not chosen yet
     findings: list[Finding] = []
@@ -111,3 +117,14 @@ def plan(records: list[Record], listings: dict[str, list[Listed] | None], first_
                 continue
             findings.append(Finding("gone", backend, r.node_id, MARK_STOPPED, detail, r.user, r.server))
     return findings, seen_now
+
+
+def expired_parked(records: list[Record], wall_now: float) -> list[Finding]:
+    """Stopped nodes kept past their ``stopped_max_age`` (``wall_now``: seconds since the epoch,
+    the clock the spawner stamped them with). ``Finding.detail`` carries the record's key."""
+    found = []
+    for r in records:
+        for key, backend, node_id, expires in r.parked:
+            if expires is not None and wall_now >= float(expires):
+                found.append(Finding("expired", backend, node_id, END_PARKED, key, r.user, r.server))
+    return found

@@ -8,6 +8,7 @@ no I/O beyond the hub's own database session.
 
 from __future__ import annotations
 
+from hybrid_spawner.parking import EXPIRES_AT, NODE_ID, valid_record
 from hybrid_spawner.reconcile.plan import Record
 
 
@@ -15,7 +16,25 @@ def record_from_state(user: str, server: str, state: dict | None, pending: bool,
     state = state or {}
     inner = state.get("child_state") if isinstance(state.get("child_state"), dict) else state
     backend = state.get("backend") or inner.get("backend") or default_backend
-    return Record(user, server, backend or "", inner.get("node_id") or None, pending)
+    return Record(user, server, backend or "", inner.get("node_id") or None, pending,
+                  parked_in_state(state, backend or default_backend))
+
+
+def parked_in_state(state: dict, backend: str) -> tuple:
+    """(key, backend, node_id, expires_at) of each node kept stopped for the next start:
+    HybridSpawner keeps them per profile (``parked_nodes``), a backend spawner used directly
+    one (``parked_node``)."""
+    found = []
+    nodes = state.get("parked_nodes")
+    if isinstance(nodes, dict):
+        for key, entry in nodes.items():
+            node = entry.get("node") if isinstance(entry, dict) else None
+            if valid_record(node) and isinstance(entry.get("backend"), str):
+                found.append((key, entry["backend"], node[NODE_ID], node.get(EXPIRES_AT)))
+    single = state.get("parked_node")
+    if valid_record(single):
+        found.append(("", state.get("backend") or backend, single[NODE_ID], single.get(EXPIRES_AT)))
+    return tuple(found)
 
 
 def hub_records(app) -> list[Record]:

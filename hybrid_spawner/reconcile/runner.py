@@ -123,9 +123,11 @@ class Reconciler(LoggingConfigurable):
         records = settled_records(before, hub_records(self.app))
         findings, self.first_seen = rplan.plan(records, listings, self.first_seen, time.monotonic(),
                                                self.mode, self.grace_period)
+        findings += rplan.expired_parked(records, time.time())
         done = []
         for f in findings:
             done.append({**f.as_dict(), "result": await self._act(f)})
+        archived = await self._archive_homes()
         report = {
             "started": started,
             "seconds": round(time.time() - started, 3),
@@ -135,6 +137,7 @@ class Reconciler(LoggingConfigurable):
                              "list_seconds": round(r[2], 3)} for b, r in zip(self.backends, results)},
             "records": len(records),
             "findings": done,
+            "archived_homes": archived,
         }
         self.reports.append(report)
         self.log.info("reconcile: %d finding(s) in %.2fs (%s)", len(done), report["seconds"],
@@ -142,7 +145,25 @@ class Reconciler(LoggingConfigurable):
                                 for b, v in report["backends"].items()))
         return report
 
+    async def _archive_homes(self) -> dict[str, list]:
+        """Backends that archive unused homes (EC2: home_volume_archive_after) do it now."""
+        archived = {}
+        for b in self.backends:
+            archive = getattr(self._backend(b), "archive_unused_homes", None)
+            if archive is None:
+                continue
+            try:
+                archived[b] = await archive()
+            except Exception as e:  # the next pass tries again; nothing was deleted before its snapshot
+                self.log.error("reconcile: archiving unused %s homes failed: %s", b, e)
+                archived[b] = []
+            if archived[b]:
+                metrics.record_reconciled(b, "archived", len(archived[b]))
+        return archived
+
     async def _act(self, f: rplan.Finding) -> str:
+        if f.kind == "expired":
+            return await self._end_parked(f)
         if f.kind == "orphan":
             if f.action == rplan.TERMINATE:
                 try:
@@ -188,6 +209,27 @@ class Reconciler(LoggingConfigurable):
             return f"stop failed: {e}"[:300]
         metrics.record_reconciled(f.backend, "stopped")
         return "marked stopped"
+
+    async def _end_parked(self, f: rplan.Finding) -> str:
+        """A node stopped for its server's next start waited longer than stopped_max_age."""
+        try:
+            user = self.app.users[f.user]
+        except KeyError:
+            return "user not found"
+        spawner = user.spawners[f.server]
+        if spawner.pending or spawner.active:
+            return "skipped: the server is starting, stopping or running"
+        try:
+            await spawner.end_parked_node(f.detail, "stopped longer than stopped_max_age")
+        except Exception as e:
+            self.log.error("reconcile: ending stopped %s node %s failed: %s", f.backend, f.node_id, e)
+            return f"terminate failed: {e}"[:300]
+        spawner.orm_spawner.state = spawner.get_state()
+        self.app.db.commit()
+        self.log.warning("reconcile: terminated %s node %s of %s/%s: stopped longer than its stopped_max_age",
+                         f.backend, f.node_id, f.user, f.server or "(default)")
+        metrics.record_reconciled(f.backend, "expired")
+        return "terminated"
 
     # ------------------------------------------------------------------ loop
     async def run_forever(self) -> None:

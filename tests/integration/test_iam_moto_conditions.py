@@ -100,7 +100,7 @@ def _user_calling(world, statement):
 def test_moto_enforces_the_actions_of_the_hub_policy(world):
     ours = world["run"]({"jupyterhub/hub-id": "research-hub"})
     assert not _denied(lambda: world["hub"].describe_instances(InstanceIds=[ours]))  # Resource "*"
-    assert _denied(lambda: world["hub"].stop_instances(InstanceIds=[ours]))  # not granted
+    assert _denied(lambda: world["hub"].reboot_instances(InstanceIds=[ours]))  # not granted
     assert _denied(lambda: world["hub"].delete_vpc(VpcId="vpc-0aaa"))
 
 

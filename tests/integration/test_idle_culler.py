@@ -1,8 +1,10 @@
 """jupyterhub-idle-culler as a real hub service (hybrid_spawner.culler) on a real hub with
-EC2Spawner: an idle server is culled (its instance terminated), one whose kernel is working is not."""
+EC2Spawner: an idle server is culled (its instance terminated, or with stop_action = "stop" only
+stopped, kept for the next start), one whose kernel is working is not."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -53,6 +55,8 @@ def culled_world(moto_server, tmp_path_factory):
     runner = NodeRunnerProcess(directory / "nodes", hub_id=hub_id, endpoint_url=moto_server.url, region=REGION)
     runner.env.update(MOTO_CREDENTIALS)
     runner.start()
+    # The per-user overrides file the test config's pre_spawn_hook reads.
+    (directory / "overrides.json").write_text(json.dumps({"cull-stop": {"stop_action": "stop"}}))
     hub = LocalHub(directory / "hub", config, env=MOTO_CREDENTIALS)
     try:
         hub.start(timeout=90)
@@ -64,10 +68,10 @@ def culled_world(moto_server, tmp_path_factory):
 
 def test_an_idle_server_is_culled_and_a_working_one_is_not(culled_world):
     hub, ec2, hub_id = culled_world
-    for user in ("cull-idle", "cull-busy"):
+    for user in ("cull-idle", "cull-busy", "cull-stop"):
         status, body = hub.spawn(user)
         assert status in (201, 202), body
-    for user in ("cull-idle", "cull-busy"):
+    for user in ("cull-idle", "cull-busy", "cull-stop"):
         hub.wait_ready(user, timeout=120)
 
     # The busy researcher's kernel prints every 2 s for longer than the idle timeout twice over.
@@ -85,10 +89,15 @@ def test_an_idle_server_is_culled_and_a_working_one_is_not(culled_world):
     finally:
         worker.join(timeout=300)
     assert "done" in outcome.get("out", ""), "the busy kernel's computation did not finish"
-    # Culled means stopped through the spawner: the idle researcher's instance is terminated.
-    def idle_instances():
-        found = ec2.describe_instances(Filters=[{"Name": "tag:jupyterhub/owner", "Values": ["cull-idle"]}])
+    # Culled means stopped through the spawner: the idle researcher's instance is terminated ...
+    def idle_instances(user="cull-idle"):
+        found = ec2.describe_instances(Filters=[{"Name": "tag:jupyterhub/owner", "Values": [user]}])
         return [i["State"]["Name"] for r in found["Reservations"] for i in r["Instances"]]
     wait_until(lambda: idle_instances() and all(s in ("shutting-down", "terminated") for s in idle_instances()),
                timeout=60, what="the culled server's instance to be terminated")
     assert "idle-culler" in hub.log_text()
+    # ... and with stop_action = "stop" only stopped, kept for the next start.
+    assert hub.server_model("cull-stop") is None, "the idle server with stop_action = stop was not culled"
+    wait_until(lambda: idle_instances("cull-stop") == ["stopped"], timeout=60, what="the culled instance stopped")
+    _, model = hub.api("GET", "/users/cull-stop?include_stopped_servers=1", expect=200)
+    assert model["servers"][""]["state"]["parked_node"]["node_id"]

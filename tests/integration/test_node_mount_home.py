@@ -63,3 +63,17 @@ def test_a_disk_that_already_holds_a_filesystem_is_never_formatted(loop_device, 
     assert "creating" not in result.stderr
     assert (tmp_path / "home" / "data.csv").read_text() == "1,2,3"
     assert run("blkid", "-s", "LABEL", "-o", "value", loop_device).stdout.strip() == "restored"
+
+
+def test_the_accounts_directory_is_made_on_the_volume_and_given_to_it(loop_device, tmp_path):
+    import pwd
+
+    account = pwd.getpwuid(65534).pw_name  # nobody: an account that exists on any Debian
+    home = tmp_path / "home"
+    run("bash", SCRIPT, loop_device, home, account)
+    made = home / account
+    assert made.is_dir() and made.stat().st_uid == 65534 and oct(made.stat().st_mode & 0o777) == "0o700"
+    (made / "kept").write_text("x")  # a later mount leaves it as it is
+    run("umount", home)
+    run("bash", SCRIPT, loop_device, home, account)
+    assert (made / "kept").read_text() == "x"

@@ -102,7 +102,7 @@ def test_the_roles_grant_what_the_design_says(topology_stack):
             statements[s["Sid"]] = s
     launch = statements["LaunchOnlyTaggedNodesOfAllowedTypes"]["Condition"]["StringEquals"]
     assert launch[f"aws:RequestTag/{TAG_HUB}"] == topology_stack.hub_id
-    assert statements["TagOnlyWhileLaunching"]["Condition"]["StringEquals"] == {"ec2:CreateAction": "RunInstances"}
+    assert statements["TagOnlyWhileLaunching"]["Condition"]["StringEquals"] == {"ec2:CreateAction": ["RunInstances", "CreateVolume"]}
     end = statements["EndOnlyThisHubsNodes"]
     assert end["Condition"]["StringEquals"] == {f"ec2:ResourceTag/{TAG_HUB}": topology_stack.hub_id}
     actions = {a for st in statements.values() for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}

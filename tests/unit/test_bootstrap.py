@@ -152,3 +152,13 @@ def test_cloud_nodes_power_off_when_their_server_ends_and_slurm_jobs_just_end(tm
     assert (tmp_path / "off").exists()
     off = render_bootstrap_script("http://hub/hub/api", "c", extra={"power_off": False})
     assert "poweroff" not in off and "exec python3 -m hybrid_spawner.node_agent" in off
+
+
+def test_a_home_volume_is_waited_for_and_mounted_before_the_agent_starts():
+    script = render_bootstrap_script("http://hub/hub/api", "c", run_as="jovyan", extra={
+        "home_mount_command": "hybrid-mount-home", "home_mount_point": "/home", "power_off": True})
+    lines = [line for line in script.splitlines() if line and not line.startswith("#")]
+    mount = lines.index("hybrid-mount-home wait /home jovyan")
+    assert mount < lines.index("runuser -u jovyan -- python3 -m hybrid_spawner.node_agent || true")
+    subprocess.run(["bash", "-n"], input=script.encode(), check=True)
+    assert "hybrid-mount-home" not in render_bootstrap_script("http://hub/hub/api", "c")

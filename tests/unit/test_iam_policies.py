@@ -248,14 +248,15 @@ def test_tagging_at_launch_is_allowed_and_outside_launch_is_not(hub):
         **own, "aws:TagKeys": ["hybrid/incident", "jupyterhub/user"]})])["allowed"]
 
 
-def test_only_this_hubs_instances_can_be_terminated(hub):
+@pytest.mark.parametrize("action", ["ec2:TerminateInstances", "ec2:StopInstances", "ec2:StartInstances"])
+def test_only_this_hubs_instances_can_be_terminated_stopped_or_started(hub, action):
     ours = Resource(f"{ARN}:instance/i-ours", {"ec2:ResourceTag/jupyterhub/hub-id": "research-hub"})
     other = Resource(f"{ARN}:instance/i-other", {"ec2:ResourceTag/jupyterhub/hub-id": "other-hub"})
     untagged = Resource(f"{ARN}:instance/i-untagged")
-    assert authorize(hub, "ec2:TerminateInstances", [ours])["allowed"]
-    assert not authorize(hub, "ec2:TerminateInstances", [other])["allowed"]
-    assert not authorize(hub, "ec2:TerminateInstances", [untagged])["allowed"]
-    assert not authorize(hub, "ec2:StopInstances", [ours])["allowed"]
+    assert authorize(hub, action, [ours])["allowed"]
+    assert not authorize(hub, action, [other])["allowed"]
+    assert not authorize(hub, action, [untagged])["allowed"]
+    assert not authorize(hub, "ec2:RebootInstances", [ours])["allowed"]
 
 
 def test_only_the_node_role_can_be_passed_and_only_to_ec2(hub):

@@ -37,6 +37,11 @@ def test_a_spawn_completing_during_the_listing_is_not_marked_stopped(monkeypatch
     monkeypatch.setattr(runner, "hub_records", lambda app: records["now"])
     monkeypatch.setattr(reconciler, "_list", listing_during_which_the_spawn_completes)
     monkeypatch.setattr(reconciler, "_mark_stopped", mark_stopped)
+
+    async def no_homes():
+        return {}
+
+    monkeypatch.setattr(reconciler, "_archive_homes", no_homes)  # no hub config here: no backend spawners
     report = asyncio.run(reconciler.run_once())
     assert stopped == [] and report["findings"] == []
 

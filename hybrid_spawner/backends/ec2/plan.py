@@ -126,6 +126,7 @@ class LaunchSpec:
     root_volume_size: int = 0
     root_volume_type: str = "gp3"
     root_volume_encrypted: bool = True
+    shutdown_behavior: str = "terminate"  # what an OS shutdown does; "stop" keeps the disks
 
 
 def run_instances_request(spec: LaunchSpec, attempt: Attempt, client_token: str) -> dict:
@@ -141,7 +142,8 @@ def run_instances_request(spec: LaunchSpec, attempt: Attempt, client_token: str)
         "MaxCount": 1,
         "UserData": spec.user_data,
         "ClientToken": client_token,
-        "InstanceInitiatedShutdownBehavior": "terminate",
+        # One-time spot instances cannot be stopped: only "terminate" is accepted for them.
+        "InstanceInitiatedShutdownBehavior": "terminate" if attempt.market == SPOT else spec.shutdown_behavior,
         "TagSpecifications": [
             {"ResourceType": "instance", "Tags": spec.tags},
             {"ResourceType": "volume", "Tags": spec.tags},
@@ -214,3 +216,26 @@ def client_error_message(code: str, aws_message: str, **context) -> str:
     if template is None:
         return f"EC2 refused the request ({code}: {aws_message})"
     return "Could not start the server: " + template.format(aws_message=aws_message, **context) + "."
+
+
+#: what a start does with a parked (stopped) instance, by the instance's EC2 state
+RESUME = "resume"
+WAIT_STOPPED = "wait-until-stopped"
+STOP_FIRST = "stop-first"
+LAUNCH_NEW = "launch-new"
+
+
+def resume_step(state_name: str | None) -> str:
+    """The next step for a parked instance in EC2 state ``state_name`` (None: not found).
+
+    Only a stopped instance can be given new user-data and started; one that is still stopping
+    is waited for; one started outside JupyterHub is stopped first (its boot script is spent, and
+    its disk holds the researcher's work); a terminated one is gone and a new one is launched.
+    """
+    if state_name == "stopped":
+        return RESUME
+    if state_name == "stopping":
+        return WAIT_STOPPED
+    if state_name in ("pending", "running"):
+        return STOP_FIRST
+    return LAUNCH_NEW

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hybrid_spawner.home_bounds import HomeRequestRefused, check_home_request
 from hybrid_spawner.backends.openstack.plan import META_HUB, META_OWNER, META_SERVER, PlanError
 
 # Marks a volume as a home (as opposed to a boot volume Nova made from an image).
@@ -23,15 +24,11 @@ class HomeVolumeRequest:
 
 def check_request(size_gb, volume_type, *, max_size_gb: int, allowed_types: list[str]) -> HomeVolumeRequest:
     """The request if it is within the admin's bounds; PlanError (shown to the user) otherwise."""
-    if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < 1:
-        raise PlanError(f"home volume size must be a whole number of GB, at least 1 (got {size_gb!r})")
-    if max_size_gb and size_gb > max_size_gb:
-        raise PlanError(f"home volume size {size_gb} GB is over this hub's limit of {max_size_gb} GB")
-    if not isinstance(volume_type, str):
-        raise PlanError(f"home volume type must be a name (got {volume_type!r})")
-    if allowed_types and volume_type not in allowed_types:
-        raise PlanError(f"home volume type {volume_type!r} is not one of {', '.join(map(repr, allowed_types))}")
-    return HomeVolumeRequest(size_gb, volume_type)
+    try:
+        size, kind = check_home_request(size_gb, volume_type, max_size_gb=max_size_gb, allowed_types=allowed_types)
+    except HomeRequestRefused as e:
+        raise PlanError(str(e)) from None
+    return HomeVolumeRequest(size, kind)
 
 
 def volume_metadata(*, hub_id: str, owner: str, servername: str) -> dict:

@@ -277,6 +277,7 @@ class OpenStackSpawner(RemoteSpawner):
 
     async def delete_forever(self):
         """JupyterHub deletes the user: their home volume goes only if the admin said so."""
+        await super().delete_forever()
         if not (self.home_volume_size and self.delete_home_volume_with_user):
             return
         volume = await self._call(self._find_home)
