@@ -313,6 +313,13 @@ class RemoteSpawner(Spawner):
         (gone, or not stopped) — the start then launches a new node. Say why with :meth:`emit`."""
         return None
 
+    def node_resumable(self) -> bool:
+        """True if a parked node of this spawner is resumed without new user-data (OpenStack
+        unshelve): its node then gets a resume key at each redemption, kept on its own disk,
+        for which the next start arms a fresh credential (bootstrap/credentials.py). Default:
+        False (EC2 gives a resumed instance new user-data)."""
+        return False
+
     def parks_when_gone(self, seen: NodeObservation) -> bool:
         """True if a node observed gone (``seen``) was stopped with its disks and this spawner
         keeps such nodes for the next start (the node powered itself off, or someone stopped
@@ -404,6 +411,7 @@ class RemoteSpawner(Spawner):
         self._node_holds_work = False  # resumed from parked_node, or has served: stop it, never terminate
         self._notice_hash: str | None = None  # the node's secret to report a spot interruption
         self.interruption_notice: dict = {}  # what it reported (state: survives hub restarts)
+        self._resume_hash: str | None = None  # the running node's resume key, hashed (node_resumable)
 
     async def start(self):
         self._events = []
@@ -510,6 +518,8 @@ class RemoteSpawner(Spawner):
             self._bucket_payload = await self._issue_bucket_credentials()
             ttl = self.bootstrap_ttl or self.start_timeout
             entry, credential = credentials.registry.issue(self._log_name, self._bootstrap_payload, ttl)
+            entry.resumable = self.node_resumable()
+            armed = self._arm_resume(entry, credential)
             entry.on_progress = lambda report: self.emit(75, restore_progress_message(report))
             script = boot_script.render_bootstrap_script(
                 boot_script.hub_api_url(self),
@@ -522,6 +532,8 @@ class RemoteSpawner(Spawner):
             )
             del credential
             self.node_id = await self._launch_without_orphans(script)
+            if armed and not self._node_holds_work:
+                credentials.registry.disarm(armed)  # launched anew: the old node's key opens nothing
             self.status_cache().track(self.node_id)
             self.emit(30, f"{'Resumed' if self._node_holds_work else 'Launched'} {self.describe_node()}")
             ip = await self._until(deadline, "the node to run", self.wait_for_address(self.node_id))
@@ -529,6 +541,7 @@ class RemoteSpawner(Spawner):
             self.node_ip = ip
             self.emit(50, f"Node running at {ip}; waiting for it to boot")
             await self._until(deadline, "the node to call the hub", self._watch(entry.wait_redeemed()))
+            self._resume_hash = entry.resume_hash or self._resume_hash  # the node's new key
             self.emit(70, "Node booted; the notebook server is starting")
             port = await self._until(deadline, "the notebook server to start", self._watch(entry.wait_port()))
             self.node_port = port
@@ -554,6 +567,15 @@ class RemoteSpawner(Spawner):
         # Fail (and clean up) a little before the hub's own start_timeout, so the user sees why.
         return max(1.0, self.start_timeout - min(5.0, self.start_timeout * 0.1))
 
+    def _arm_resume(self, entry, credential: str) -> str | None:
+        """Before resuming a node that keeps its old user-data: let its resume key redeem this
+        start's fresh credential (once). Returns the armed hash."""
+        resume_hash = (self.parked_node or {}).get("resume_hash")
+        if not (self.node_resumable() and isinstance(resume_hash, str) and resume_hash):
+            return None
+        credentials.registry.arm_resume(resume_hash, entry, credential)
+        return resume_hash
+
     async def _launch_or_resume(self, script: str) -> str:
         parked, self.parked_node = self.parked_node, {}
         self._node_holds_work = False
@@ -565,6 +587,7 @@ class RemoteSpawner(Spawner):
                 raise
             if node_id:
                 self._node_holds_work = True
+                self._resume_hash = parked.get("resume_hash")  # still the key until it redeems
                 return node_id
         self.emit(10, "Requesting a node")
         return await self.launch_node(script)
@@ -642,6 +665,8 @@ class RemoteSpawner(Spawner):
             return False
         if parked:
             self.parked_node = parking.parked_record(node_id, description, self.stopped_max_age)
+            if self._resume_hash:
+                self.parked_node["resume_hash"] = self._resume_hash
             self.log.info("%s: stopped %s with its disks for the next start", self._log_name, node_id)
         return parked
 
@@ -670,6 +695,7 @@ class RemoteSpawner(Spawner):
         self._bucket_payload = {}
         self.node_id = self.node_ip = self.node_port = None
         self._node_holds_work = False
+        self._resume_hash = None
         self.clear_backend_state()
 
     def parked_entries(self) -> dict[str, tuple[str, dict]]:
@@ -728,6 +754,8 @@ class RemoteSpawner(Spawner):
             return None
         if self.parks_when_gone(seen):
             self.parked_node = parking.parked_record(self.node_id, self.describe_node(), self.stopped_max_age)
+            if self._resume_hash:
+                self.parked_node["resume_hash"] = self._resume_hash
             self.last_stop_message = (f"{self.describe_node()} stopped ({seen.detail}); its disk is kept "
                                       "and your next start resumes it.")
             self.log.warning("%s: %s", self._log_name, self.last_stop_message)
@@ -760,6 +788,8 @@ class RemoteSpawner(Spawner):
                 state["interruption_hash"] = self._notice_hash
             if self.interruption_notice:
                 state["interruption_notice"] = self.interruption_notice
+            if self._resume_hash:
+                state["resume_hash"] = self._resume_hash  # a hash: the key stays on the node's disk
         if self.last_stop_message:
             state["last_stop_message"] = self.last_stop_message
         if self.parked_node:
@@ -779,6 +809,7 @@ class RemoteSpawner(Spawner):
             self.status_cache().track(self.node_id)
             metrics.running_servers.started(self._log_name, self.backend, self._profile_slug())
             self._refresh_hash = state.get("bucket_refresh_hash") or None
+            self._resume_hash = state.get("resume_hash") or None
             if self._refresh_hash and self._issuer() is not None:
                 refresh.registry.restore(self._refresh_hash, self._log_name, self._refreshed_credentials)
             self._notice_hash = state.get("interruption_hash") or None

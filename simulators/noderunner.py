@@ -353,9 +353,11 @@ class NodeRunner:
 
     def discard_root_disks(self, instances: dict[str, str]) -> None:
         """A terminated instance's disk is gone, as on a real cloud (a stopped one keeps it)."""
-        for disk in list(self.disks_dir.iterdir()) if self.disks_dir.exists() else []:
-            if instances.get(disk.name, "gone") in ("terminated", "gone") and disk.name not in self.nodes:
-                shutil.rmtree(disk, ignore_errors=True)
+        state_root = self.workdir / "state"
+        for root in (self.disks_dir, state_root):
+            for disk in list(root.iterdir()) if root.exists() else []:
+                if instances.get(disk.name, "gone") in ("terminated", "gone") and disk.name not in self.nodes:
+                    shutil.rmtree(disk, ignore_errors=True)
 
     def boot(self, instance_id: str) -> None:
         try:
@@ -391,10 +393,18 @@ class NodeRunner:
         home.parent.chmod(0o711)
         if new_home:
             give_home_to_node_account(home, script)
-        proc = ManagedProcess(
-            f"node-{instance_id}", ["bash", path], log_dir=self.workdir,
-            env={**self.node_env(port, power_dir), **self.start_metadata(instance_id)}, cwd=home
-        )
+        # The node's own state outside its home (a resume key): on its root disk, like
+        # /var/lib/hybrid-node, kept while stopped or shelved, gone with the instance.
+        state_dir = self.workdir / "state" / instance_id
+        new_state = not state_dir.exists()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.parent.chmod(0o711)
+        if new_state:
+            give_home_to_node_account(state_dir, script)
+        env = self.node_env(port, power_dir)
+        env["HYBRID_NODE_STATE_DIR"] = str(state_dir)
+        env.update(self.start_metadata(instance_id))
+        proc = ManagedProcess(f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=env, cwd=home)
         proc.start()
         proc.log_path.chmod(0o600)
         log.info("booted %s (pid %d, port %d)", instance_id, proc.proc.pid, port)

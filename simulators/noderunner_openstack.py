@@ -64,7 +64,7 @@ class NovaInstanceSource(InstanceSource):
         for server in connect(self.settings).compute.servers(details=True, tags=self.tag):
             seen[server.id] = (private_ip(server.addresses), server.user_data)
             volumes[server.id] = [v["id"] for v in server.attached_volumes or [] if v.get("id")]
-            found.append(SourceInstance(server.id, classify_status(server.status, server.task_state)))
+            found.append(SourceInstance(server.id, runner_state(server.status, server.task_state)))
         self.seen, self.volumes = seen, volumes
         return found
 
@@ -85,6 +85,15 @@ class NovaInstanceSource(InstanceSource):
         if not script or not address:
             return None
         return with_bind_address(script, address)
+
+
+def runner_state(status: str | None, task_state: str | None) -> str:
+    """The runner's view of a Nova status: a stopped or shelved server keeps its disk and boots
+    again when it is started or unshelved ("stopped"); the hub's own classification calls both
+    gone, which is right for a server but not for its disk."""
+    if (status or "").upper() in ("SHUTOFF", "SHELVED", "SHELVED_OFFLOADED") and task_state != "deleting":
+        return "stopped"
+    return classify_status(status, task_state)
 
 
 def with_bind_address(script: str, address: str) -> str:

@@ -4,6 +4,12 @@ A credential is single-use and expires (``ttl``); a replayed, expired or unknown
 refused with a reason that names the spawner, never the secret. The report secret handed out at
 redemption is scoped to that one spawner and also works once. The flow is drawn in
 :mod:`hybrid_spawner.bootstrap`.
+
+Resume keys: a node that can be resumed with its disk but not given new user-data (an OpenStack
+server unshelved: Nova keeps the user-data it was created with, whose credential is spent) gets
+a *resume key* at each redemption and keeps it on its own disk. To resume it, the spawner issues
+a fresh credential as for any start and *arms* it under the key's hash; the booting node trades
+the key for that credential's answer, once, and gets a new key. The hub keeps only hashes.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ class NodeBootstrap:
     port: asyncio.Future = field(default_factory=lambda: asyncio.get_event_loop().create_future())
     # Called with each validated restore-progress report (restore_on_start), until the port.
     on_progress: Callable[[dict], None] | None = None
+    # A resumable node gets a resume key at redemption; the spawner keeps this hash of it.
+    resumable: bool = False
+    resume_hash: str | None = None
 
     async def wait_redeemed(self) -> None:
         await self.redeemed.wait()
@@ -86,6 +95,7 @@ class BootstrapRegistry:
         self._by_credential: dict[str, NodeBootstrap] = {}
         self._by_report: dict[str, NodeBootstrap] = {}
         self._spent: dict[str, str] = {}
+        self._armed: dict[str, tuple[NodeBootstrap, str]] = {}  # resume-key hash -> (entry, credential)
 
     def issue(self, label: str, payload: Callable[[], dict], ttl: float) -> tuple[NodeBootstrap, str]:
         """Create a bootstrap; returns it and the credential (shown once, to put in the script)."""
@@ -115,7 +125,27 @@ class BootstrapRegistry:
         self._by_report[entry.report_hash] = entry
         entry.redeemed.set()
         answer["report_secret"] = report_secret
+        if entry.resumable:
+            resume_key = secrets.token_urlsafe(32)
+            entry.resume_hash = _digest(resume_key)
+            answer["resume_key"] = resume_key
         return answer
+
+    def arm_resume(self, resume_hash: str, entry: NodeBootstrap, credential: str) -> None:
+        """Let the node holding the key of ``resume_hash`` redeem ``credential`` (once)."""
+        self._armed[resume_hash] = (entry, credential)
+
+    def disarm(self, resume_hash: str) -> None:
+        self._armed.pop(resume_hash, None)
+
+    def redeem_resume(self, resume_key: Any) -> dict:
+        """A resumed node trades its resume key for the fresh credential armed for it, once."""
+        if not isinstance(resume_key, str) or not resume_key:
+            raise CredentialRejected("missing resume key")
+        armed = self._armed.pop(_digest(resume_key), None)
+        if armed is None:
+            raise CredentialRejected("unknown, spent or unarmed resume key")
+        return self.redeem(armed[1])
 
     def report_port(self, secret: Any, port: Any) -> tuple[NodeBootstrap, int]:
         """Accept the node's port once. Raises CredentialRejected or ValueError (bad port)."""
@@ -156,6 +186,9 @@ class BootstrapRegistry:
             self._remember_spent(entry.credential_hash, entry.label)
         if entry.report_hash and self._by_report.get(entry.report_hash) is entry:
             del self._by_report[entry.report_hash]
+        for key, (armed, _credential) in list(self._armed.items()):
+            if armed is entry:
+                del self._armed[key]
 
     def pending_count(self) -> int:
         return len(self._by_credential) + len(self._by_report)

@@ -53,9 +53,12 @@ def _make_handlers():
         async def post(self):
             body = self._body()
             try:
-                answer = registry.redeem(body.get("credential"))
+                if "resume_key" in body:  # a resumed node that kept its spent user-data
+                    answer = registry.redeem_resume(body.get("resume_key"))
+                else:
+                    answer = registry.redeem(body.get("credential"))
             except CredentialRejected as e:
-                self._refuse("bootstrap credential", e)
+                self._refuse("resume key" if "resume_key" in body else "bootstrap credential", e)
             self.set_header("Cache-Control", "no-store")
             self.write(json.dumps(answer))
 

@@ -185,6 +185,42 @@ def install_credentials(bundle: dict, bootstrap_url: str):
     return path, refresher
 
 
+def resume_key_path() -> str:
+    """Where a resumable node keeps its resume key: its own disk, outside the home (which is
+    served and synced). The image creates the directory for the server's account."""
+    return os.path.join(os.environ.get("HYBRID_NODE_STATE_DIR", "/var/lib/hybrid-node"), "resume-key")
+
+
+def redeem(bootstrap_url: str, credential: str, deadline: float) -> dict:
+    """The node's configuration from the hub. A node resumed with its disk (OpenStack unshelve)
+    boots with its first, spent credential: it trades the resume key it kept instead, which the
+    hub armed with a fresh credential; without a key, or with one refused, the credential."""
+    try:
+        with open(resume_key_path()) as f:
+            key = f.read().strip()
+    except OSError:
+        key = ""
+    if key:
+        try:
+            return post_with_retry(bootstrap_url, {"resume_key": key}, deadline)[1]
+        except urllib.error.HTTPError as e:
+            log(f"hub refused the resume key (HTTP {e.code}); trying the boot credential")
+    return post_with_retry(bootstrap_url, {"credential": credential}, deadline)[1]
+
+
+def keep_resume_key(key: str) -> None:
+    """Keep the new resume key (0600, replaced atomically); without it the node cannot be resumed."""
+    path = resume_key_path()
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".resume-key.")
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        os.replace(tmp, path)
+    except OSError as e:
+        log(f"cannot keep the resume key in {path} ({e}); this node cannot be resumed after a shelve")
+
+
 def main() -> int:
     bootstrap_url = os.environ.pop("HYBRID_BOOTSTRAP_URL", "")
     credential = os.environ.pop("HYBRID_BOOTSTRAP_CREDENTIAL", "")
@@ -193,11 +229,13 @@ def main() -> int:
         return 2
     deadline = time.monotonic() + float(os.environ.get("HYBRID_NODE_READY_TIMEOUT", "300"))
     try:
-        _, config = post_with_retry(bootstrap_url, {"credential": credential}, deadline)
+        config = redeem(bootstrap_url, credential, deadline)
     except urllib.error.HTTPError as e:
         log(f"hub refused the bootstrap credential (HTTP {e.code}); not starting")
         return REFUSED_EXIT
     del credential
+    if config.get("resume_key"):
+        keep_resume_key(config.pop("resume_key"))
 
     bind_ip = os.environ.get("HYBRID_NODE_BIND_IP", "0.0.0.0")
     port = choose_port(bind_ip, int(config.get("port") or 0))

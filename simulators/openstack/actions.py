@@ -1,6 +1,6 @@
 """What an operator does to a running server, as the Compute and Networking API references
 describe it: server actions (lock / unlock, addSecurityGroup / removeSecurityGroup, os-stop /
-os-start), server metadata, and creating security groups and deleting their rules.
+os-start, shelve / unshelve), server metadata, and creating security groups and deleting their rules.
 
 The rules a real cloud enforces and a quarantine depends on are enforced here too: a locked
 server refuses actions and deletion from a non-admin (409); a group a server does not have cannot
@@ -69,6 +69,19 @@ def server_action(req: Request) -> Response:
             if action == "os-start" and status != "SHUTOFF":
                 return fault(409, f"Cannot 'start' instance {server.id} while it is in vm_state {status.lower()}")
             server.stopped = action == "os-stop"
+        elif action in ("shelve", "unshelve"):
+            # Nova: shelve needs ACTIVE or SHUTOFF (also PAUSED, SUSPENDED), unshelve a shelved
+            # server; otherwise 409. Shelving snapshots the root disk and frees the host; the
+            # volumes stay attached; unshelve boots the server from that snapshot again.
+            status, task, _vm = cloud.status(server)
+            if action == "shelve" and (status not in ("ACTIVE", "SHUTOFF") or task is not None):
+                return fault(409, f"Cannot 'shelve' instance {server.id} while it is in vm_state {status.lower()}")
+            if action == "unshelve" and (status not in ("SHELVED", "SHELVED_OFFLOADED") or task is not None):
+                return fault(409, f"Cannot 'unshelve' instance {server.id} while it is in vm_state {status.lower()}")
+            if action == "shelve":
+                server.shelved_at, server.unshelved_at = time.time(), None
+            else:
+                server.shelved_at, server.unshelved_at, server.stopped = None, time.time(), False
         else:
             return fault(400, f"Unsupported server action {action!r} in this fake.")
         _sync_ports(cloud, server)

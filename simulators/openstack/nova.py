@@ -161,7 +161,7 @@ def server_view(req: Request, s: Server, detail: bool = True) -> dict:
         "key_name": s.key_name, "OS-SRV-USG:launched_at": launched, "OS-SRV-USG:terminated_at": None,
         "security_groups": [{"name": g} for g in s.security_groups] if not s.fault else [],
         "OS-EXT-STS:task_state": task_state, "OS-EXT-STS:vm_state": vm_state,
-        "OS-EXT-STS:power_state": {"ACTIVE": POWER_RUNNING, "SHUTOFF": POWER_SHUTDOWN}.get(status, POWER_NOSTATE),
+        "OS-EXT-STS:power_state": {"ACTIVE": POWER_RUNNING, "SHUTOFF": POWER_SHUTDOWN, "SHELVED_OFFLOADED": POWER_SHUTDOWN}.get(status, POWER_NOSTATE),
         "os-extended-volumes:volumes_attached": [
             {"id": b["volume_id"], "delete_on_termination": b.get("delete_on_termination", False)}
             for b in s.block_device_mapping if status == "ACTIVE"

@@ -77,6 +77,12 @@ class Server:
     locked: bool = False  # a locked server refuses actions and deletion from non-admins
     locked_reason: str | None = None
     stopped: bool = False  # os-stop: SHUTOFF until os-start (the disk is kept, the processes are not)
+    shelved_at: float | None = None  # shelve: SHELVED, then SHELVED_OFFLOADED (no host; disk kept as an image)
+    unshelved_at: float | None = None  # unshelve: back through spawning on a host, then ACTIVE
+
+
+#: how long "shelving" (the snapshot of the root disk) takes before the server is offloaded
+SHELVE_SECONDS = 0.5
 
 
 @dataclass
@@ -244,6 +250,13 @@ class Cloud:
             return "BUILD", ("spawning" if now > server.created + server.build_seconds / 2 else "scheduling"), "building"
         if server.fault:
             return "ERROR", None, "error"
+        if server.shelved_at is not None:
+            # shelved_offload_time 0 (the usual setting): offloaded right after the snapshot.
+            if now < server.shelved_at + SHELVE_SECONDS:
+                return "ACTIVE", "shelving", "active"
+            return "SHELVED_OFFLOADED", None, "shelved_offloaded"
+        if server.unshelved_at is not None and now < server.unshelved_at + server.build_seconds:
+            return "SHELVED_OFFLOADED", "spawning", "shelved_offloaded"
         if server.stopped:
             return "SHUTOFF", None, "stopped"
         return "ACTIVE", None, "active"

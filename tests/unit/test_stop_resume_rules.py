@@ -94,3 +94,36 @@ def test_a_parked_node_is_claimed_so_it_is_never_an_orphan_even_when_running():
 def test_parked_nodes_read_back_from_the_database_drop_what_is_malformed():
     assert set(valid_parked_nodes(HYBRID_STATE["parked_nodes"])) == {"cpu", "gpu"}
     assert valid_parked_nodes("junk") == {} and valid_parked_nodes({"x": {"backend": 3, "node": {"node_id": "i"}}}) == {}
+
+
+def test_a_resume_key_trades_once_for_the_fresh_credential_armed_for_it():
+    import asyncio
+
+    from hybrid_spawner.bootstrap.credentials import BootstrapRegistry, CredentialRejected
+
+    async def scenario():
+        registry = BootstrapRegistry()
+        first, credential = registry.issue("ann", lambda: {"environment": {}}, ttl=60)
+        first.resumable = True
+        answer = registry.redeem(credential)
+        key = answer["resume_key"]
+        assert first.resume_hash and key not in first.resume_hash
+        # Resumed: a fresh credential, armed under the key's hash; the old credential is spent.
+        second, fresh = registry.issue("ann", lambda: {"environment": {"n": "2"}}, ttl=60)
+        second.resumable = True
+        with pytest.raises(CredentialRejected):
+            registry.redeem_resume(key)  # nothing armed yet
+        registry.arm_resume(first.resume_hash, second, fresh)
+        again = registry.redeem_resume(key)
+        assert again["environment"] == {"n": "2"} and again["resume_key"] != key
+        for replay in (lambda: registry.redeem_resume(key), lambda: registry.redeem(fresh), lambda: registry.redeem(credential)):
+            with pytest.raises(CredentialRejected):
+                replay()
+        # An armed key dies with its spawn.
+        third, other = registry.issue("ann", lambda: {}, ttl=60)
+        registry.arm_resume(second.resume_hash, third, other)
+        third.close()
+        with pytest.raises(CredentialRejected):
+            registry.redeem_resume(again["resume_key"])
+
+    asyncio.run(scenario())

@@ -195,6 +195,8 @@ PENDING_STATUSES = frozenset({"BUILD", "REBUILD", "REBOOT", "HARD_REBOOT", "MIGR
 def classify_status(status: str | None, task_state: str | None = None) -> str:
     """'running', 'pending' or 'gone' for a Nova server status (a deleting server is gone)."""
     status = (status or "").upper()
+    if status in ("SHELVED", "SHELVED_OFFLOADED") and task_state in ("unshelving", "spawning"):
+        return "pending"  # being unshelved: on its way back, not gone
     if task_state == "deleting" or status in GONE_STATUSES:
         return "gone"
     if status in PENDING_STATUSES:
@@ -202,3 +204,21 @@ def classify_status(status: str | None, task_state: str | None = None) -> str:
     if status == "ACTIVE":
         return "running"
     return "pending"  # PAUSED, RESCUE, UNKNOWN ...: not a reason to declare the server dead
+
+
+#: what a start does with a shelved (parked) server, by its Nova status and task
+UNSHELVE = "unshelve"
+WAIT = "wait"
+REPLACE = "replace"
+
+
+def unshelve_step(status: str | None, task_state: str | None) -> str:
+    """SHELVED / SHELVED_OFFLOADED with no task: unshelve it; shelving or unshelving: wait;
+    anything else (ACTIVE again, deleted, in error) cannot be resumed with a fresh credential:
+    a new server replaces it."""
+    status = (status or "").upper()
+    if task_state and (task_state.startswith("shelving") or task_state in ("unshelving", "spawning")):
+        return WAIT
+    if status in ("SHELVED", "SHELVED_OFFLOADED"):
+        return UNSHELVE
+    return REPLACE

@@ -13,8 +13,9 @@ import asyncio
 import dataclasses
 import time
 
-from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, List, TraitError, Unicode, validate
 
+from hybrid_spawner import parking
 from hybrid_spawner.backends.openstack import home_volume as home_rules
 from hybrid_spawner.backends.openstack import plan as plan_rules
 from hybrid_spawner.backends.openstack.connection import ConnectionSettings, connect, describe_sdk_error, forget, is_transient
@@ -112,6 +113,18 @@ class OpenStackSpawner(RemoteSpawner):
     )
     home_volume_timeout = Float(
         120, config=True, help="""Seconds to wait for Cinder to create a home volume."""
+    )
+    stop_action = Enum(
+        ["delete", "shelve"],
+        default_value="delete",
+        config=True,
+        help="""What stopping the server does to its Nova server. "delete" (default): the server
+        and its local disk go (a home volume stays). "shelve": the server is shelved (Nova
+        snapshots its disk and frees the host: no vCPU or RAM quota is held) and the next start
+        of the same server and profile unshelves it; the spawn page says so. Nova keeps the
+        user-data a server was created with, so the resumed node proves itself with a resume
+        key it keeps on its own disk and gets a fresh single-use credential for it. Shelved
+        servers older than stopped_max_age are deleted by the reconciler.""",
     )
     delete_home_volume_with_user = Bool(
         False,
@@ -403,6 +416,45 @@ class OpenStackSpawner(RemoteSpawner):
 
     def describe_node(self) -> str:
         return f"OpenStack server {self.server_name or self.node_id}"
+
+    # ------------------------------------------------------------------ shelve and unshelve
+    def node_resumable(self) -> bool:
+        return self.stop_action == "shelve"
+
+    async def park_node(self, node_id: str) -> bool:
+        if self.stop_action != "shelve":
+            return False
+        await self._call(lambda conn: conn.compute.shelve_server(node_id))
+        return True
+
+    def parks_when_gone(self, seen) -> bool:
+        return self.stop_action == "shelve" and seen.detail.split(" ")[0] in ("SHELVED", "SHELVED_OFFLOADED")
+
+    async def resume_node(self, parked: dict, script: str) -> str | None:
+        from openstack import exceptions as osx
+
+        node_id = parked[parking.NODE_ID]
+        deadline = time.monotonic() + self.delete_timeout + self.start_timeout
+        while True:
+            try:
+                server = await self._call(lambda conn: conn.compute.get_server(node_id))
+            except osx.NotFoundException:
+                self.emit(8, f"Your shelved server {node_id} is gone; starting a new one")
+                return None
+            step = plan_rules.unshelve_step(server.status, server.task_state)
+            if step == plan_rules.UNSHELVE:
+                break
+            if step == plan_rules.REPLACE:
+                self.emit(8, f"Your shelved server {node_id} is {server.status} now; replacing it with a new one")
+                await self._terminate_quietly(node_id)
+                return None
+            if time.monotonic() > deadline:
+                raise SpawnFailed(f"Your shelved server {node_id} is still {server.task_state}; try again in a minute.")
+            await asyncio.sleep(0.5)
+        self.server_name = server.name
+        self.emit(10, f"Resuming your shelved server {server.name}, shelved {parking.waited(parked, time.time())} ago")
+        await self._call(lambda conn: conn.compute.unshelve_server(node_id))
+        return node_id
 
     def backend_state(self) -> dict:
         return {"server_name": self.server_name}
