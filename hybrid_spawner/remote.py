@@ -36,6 +36,7 @@ from hybrid_spawner import jupyterhub_fixes, metrics, parking
 from hybrid_spawner.stop_sync import sync_before_stop
 from hybrid_spawner._version import __version__
 from hybrid_spawner.bootstrap import credentials, refresh
+from hybrid_spawner.bootstrap import interruption
 from hybrid_spawner.bootstrap import script as boot_script
 from hybrid_spawner.bootstrap.handlers import register_hub_handlers
 from hybrid_spawner.bootstrap.progress import restore_progress_message
@@ -336,6 +337,12 @@ class RemoteSpawner(Spawner):
         Default: :meth:`terminate_node`."""
         await self.terminate_node(node_id)
 
+    def interruption_watch(self) -> dict | None:
+        """What the node should watch for the backend's notice that it is about to take the node
+        away (EC2 spot: ``{"interval": 2.0}``, bootstrap/spot_watch.py), or None. Asked when the
+        node redeems its credential, so it may depend on what launch_node got. Default: None."""
+        return None
+
     def describe_error(self, error: BaseException) -> str | None:
         """A user-facing sentence for an expected backend error, or None for "unexpected".
 
@@ -402,6 +409,8 @@ class RemoteSpawner(Spawner):
         self._bucket_payload: dict = {}
         self._refresh_hash: str | None = None
         self._node_holds_work = False  # resumed from parked_node, or has served: stop it, never terminate
+        self._notice_hash: str | None = None  # the node's secret to report a spot interruption
+        self.interruption_notice: dict = {}  # what it reported (state: survives hub restarts)
         self._resume_hash: str | None = None  # the running node's resume key, hashed (node_resumable)
 
     async def start(self):
@@ -448,7 +457,21 @@ class RemoteSpawner(Spawner):
             payload["environment"].update(self._bucket_payload["environment"])
             payload["bucket_credentials"] = self._bucket_payload["bucket_credentials"]
             self._bucket_payload = {}  # handed out once; the node refreshes through the hub
+        watch = self.interruption_watch()
+        if watch:
+            secret, self._notice_hash = interruption.registry.issue(self._log_name, self._record_interruption)
+            payload["spot_watch"] = {**watch, "secret": secret}
         return payload
+
+    def _record_interruption(self, notice: dict) -> None:
+        """The node reported the cloud's notice (checked by bootstrap/interruption.py): poll()
+        names it when the node is gone, and the state keeps it across a hub restart."""
+        self.interruption_notice = notice
+        self.log.warning("%s: %s will be %s", self._log_name, self.describe_node(), interruption.stop_reason(notice))
+        try:
+            interruption.save_state(self)
+        except Exception:  # the notice is still held in memory; poll() uses it
+            self.log.exception("%s: could not save the interruption notice in the hub's database", self._log_name)
 
     # ------------------------------------------------------------------ bucket credentials
     def _issuer(self) -> CredentialIssuer | None:
@@ -667,6 +690,8 @@ class RemoteSpawner(Spawner):
         metrics.running_servers.stopped(self._log_name)
         refresh.registry.forget(self._refresh_hash)  # the node's refreshes end with its server
         self._refresh_hash = None
+        interruption.registry.forget(self._notice_hash)
+        self._notice_hash, self.interruption_notice = None, {}
         self._bucket_payload = {}
         self.node_id = self.node_ip = self.node_port = None
         self._node_holds_work = False
@@ -737,6 +762,8 @@ class RemoteSpawner(Spawner):
             self._forget_node()
             return 0
         self.last_stop_message = f"{self.describe_node()} was stopped outside JupyterHub ({seen.detail})."
+        if self.interruption_notice:  # the node said why before the cloud ended it
+            self.last_stop_message = f"{self.describe_node()} was {interruption.stop_reason(self.interruption_notice)}"
         self.log.warning("%s: %s", self._log_name, self.last_stop_message)
         # A stopped (not terminated) node still costs money and would be forgotten: end it.
         await self._terminate_quietly(self.node_id)
@@ -757,6 +784,10 @@ class RemoteSpawner(Spawner):
             )
             if self._refresh_hash:
                 state["bucket_refresh_hash"] = self._refresh_hash  # a hash: the secret stays on the node
+            if self._notice_hash:
+                state["interruption_hash"] = self._notice_hash
+            if self.interruption_notice:
+                state["interruption_notice"] = self.interruption_notice
             if self._resume_hash:
                 state["resume_hash"] = self._resume_hash  # a hash: the key stays on the node's disk
         if self.last_stop_message:
@@ -781,6 +812,10 @@ class RemoteSpawner(Spawner):
             self._resume_hash = state.get("resume_hash") or None
             if self._refresh_hash and self._issuer() is not None:
                 refresh.registry.restore(self._refresh_hash, self._log_name, self._refreshed_credentials)
+            self._notice_hash = state.get("interruption_hash") or None
+            self.interruption_notice = dict(state.get("interruption_notice") or {})
+            if self._notice_hash:
+                interruption.registry.restore(self._notice_hash, self._log_name, self._record_interruption)
 
     def clear_state(self) -> None:
         super().clear_state()

@@ -14,6 +14,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { CommandIDs, registerCommands } from './commands';
 import { HybridModel } from './model';
+import { watchNotices } from './notices';
 import { announceRestoreAtStart } from './restoreReport';
 import { DEFAULT_SETTINGS, IHybridSettings, readSettings } from './settings';
 import { SyncStatusItem } from './statusbar';
@@ -95,6 +96,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     announceRestoreAtStart(model);
+    watchNotices(model.client, () => void model.refresh());
     void model.refresh();
     window.setInterval(() => void model.refresh(), REFRESH_MS);
   }

@@ -12,6 +12,7 @@ import {
   IHome,
   IJob,
   IDashboardVersion,
+  INotices,
   IPublishRequest,
   IPublishStatus,
   IRestoreRequest,
@@ -142,6 +143,11 @@ export class HybridClient {
 
   home(): Promise<IHome> {
     return requestAPI<IHome>('home', {}, this.settings);
+  }
+
+  /** AWS's notices about this server (spot interruption, rebalance), as the node reported them. */
+  notices(): Promise<INotices> {
+    return requestAPI<INotices>('notices', {}, this.settings);
   }
 
   /** Ask the hub (through this server) to stop this server. */

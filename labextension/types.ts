@@ -49,6 +49,35 @@ export interface IRestoreAtStart {
   reported: number;
 }
 
+/** What the node's final sync did after a notice (docs/ec2.md, "Spot interruption notices"). */
+export interface INoticeSync {
+  state: 'running' | 'done' | 'error' | 'timeout' | 'failed' | 'not-configured';
+  /** Files the bucket holds as they are here (sent now or unchanged). */
+  files: number;
+  uploaded: number;
+  errors: number;
+  /** UTC, e.g. "2026-12-07T12:02:03Z"; null until the sync is done. */
+  finished: string | null;
+}
+
+/** AWS's notice about this spot server, as the node reported it (GET /hybrid/notices). */
+export interface INodeNotice {
+  kind: 'interruption' | 'rebalance';
+  /** interruption: what AWS will do at `time`. */
+  action?: 'terminate' | 'stop' | 'hibernate';
+  /** UTC: when AWS reclaims the server (interruption) or posted the recommendation (rebalance). */
+  time: string;
+  noticed: string | null;
+  sync: INoticeSync;
+}
+
+export interface INotices {
+  /** Whether the node watches for notices at all (a spot server); if not, nothing comes. */
+  watched: boolean;
+  interruption: INodeNotice | null;
+  rebalance: INodeNotice | null;
+}
+
 /** Public dashboards are in the gallery; unlisted ones only open through their link. */
 export type Visibility = 'public' | 'unlisted';
 

@@ -10,6 +10,10 @@ Each boot script runs once per boot: at launch, and again each time a stopped in
 its new user-data holds). A stopped instance's processes end (its memory is lost) and its root
 disk stays; a terminated instance's disk is removed.
 
+Each node also gets an instance metadata service of its own (IMDSv2, simulators/imds.py) at
+``HYBRID_IMDS_ENDPOINT``; a spot interruption notice posted there (``spot_interruption``) is
+followed, at its time, by the runner reclaiming the instance through the cloud's API, as AWS does.
+
 Nodes bind 127.0.0.1 and get a port of their own (HYBRID_NODE_PORT). Nodes run as the runner's
 user; when that is root, ``--allow-root`` passes ``--allow-root`` to jupyterhub-singleuser.
 
@@ -39,6 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulators.imds import InstanceMetadata, post_interruption, post_rebalance, reclaim_due
+from simulators.imds import in_seconds as moment_in
 from simulators.processes import ManagedProcess, child_env, free_port, stop_together
 
 log = logging.getLogger("hybrid-node-runner")
@@ -98,6 +104,14 @@ class InstanceSource:
         """The node's operating system powered off (the boot script ran ``poweroff``): do what
         the cloud does then. Default: nothing (the instance stays as it is)."""
 
+    def lifecycle(self, instance_id: str) -> str:
+        """What the instance's metadata calls its market: "spot" or "on-demand" (from the last listing)."""
+        return "on-demand"
+
+    def reclaim(self, instance_id: str, action: str) -> None:
+        """The time of a spot interruption notice has come: do what the cloud does then
+        (``action`` is the notice's: terminate, stop or hibernate). Default: nothing."""
+
 
 class EC2InstanceSource(InstanceSource):
     """Instances carrying the hub tag on an EC2 endpoint (moto server)."""
@@ -116,6 +130,7 @@ class EC2InstanceSource(InstanceSource):
         self.client = boto3.session.Session().client(
             "ec2", region_name=region, endpoint_url=endpoint_url or None, config=config
         )
+        self._lifecycles: dict[str, str] = {}
 
     @classmethod
     def add_arguments(cls, parser):
@@ -134,6 +149,7 @@ class EC2InstanceSource(InstanceSource):
             for reservation in page["Reservations"]:
                 for i in reservation["Instances"]:
                     found.append(SourceInstance(i["InstanceId"], i["State"]["Name"]))
+                    self._lifecycles[i["InstanceId"]] = i.get("InstanceLifecycle") or "on-demand"
                     volume = {t["Key"]: t["Value"] for t in i.get("Tags") or []}.get(TAG_HOME_VOLUME)
                     if volume:
                         attached = {m.get("Ebs", {}).get("VolumeId") for m in i.get("BlockDeviceMappings") or []}
@@ -192,6 +208,16 @@ class EC2InstanceSource(InstanceSource):
         else:
             self.client.stop_instances(InstanceIds=[instance_id])
 
+    def lifecycle(self, instance_id):
+        return self._lifecycles.get(instance_id, "on-demand")
+
+    def reclaim(self, instance_id, action):
+        """AWS ends a reclaimed spot instance as the notice said (one-time requests: terminate)."""
+        if action in ("stop", "hibernate"):
+            self.client.stop_instances(InstanceIds=[instance_id], Hibernate=action == "hibernate")
+        else:
+            self.client.terminate_instances(InstanceIds=[instance_id])
+
 
 RUN_AS = re.compile(r"^(?:exec )?runuser -u '?([a-z_][a-z0-9_.-]*)'? ", re.MULTILINE)
 
@@ -236,6 +262,10 @@ class NodeRunner:
         self.nodes: dict[str, tuple[ManagedProcess, int]] = {}
         self.finished: dict[str, int | None] = {}
         self.errors = 0
+        # Each running node's instance metadata service (IMDSv2 stand-in, simulators/imds.py),
+        # and when the runner reclaimed a spot instance at its notice's time.
+        self.metadata: dict[str, InstanceMetadata] = {}
+        self.reclaimed: dict[str, float] = {}
 
     def node_env(self, port: int, power_dir: Path | None = None) -> dict:
         # A fresh instance knows nothing of the runner's cloud credentials or hub session.
@@ -270,6 +300,7 @@ class NodeRunner:
                         log.warning("powering off %s failed: %s", instance_id, e)
                         self.finished.pop(instance_id, None)
                         self.errors += 1
+        self.spot_notices(instances)
         try:  # before any boot: a volume made from a snapshot must hold the snapshot's files
             self.source.storage_step(self.workdir / "volumes")
         except Exception as e:  # the endpoint is down: the next look tries again
@@ -282,6 +313,39 @@ class NodeRunner:
                 self.boot(instance_id)
         self.discard_root_disks(instances)
         self.write_status()
+
+    def notice_dir(self, instance_id: str) -> Path:
+        """Where the instance's metadata service reads its spot notices (simulators/imds.py)."""
+        return self.workdir / "imds" / instance_id
+
+    def start_metadata(self, instance_id: str) -> dict:
+        """The node's own metadata service; returns what the node's environment needs to reach it."""
+        old = self.metadata.pop(instance_id, None)
+        if old is not None:
+            old.stop()
+        notices = self.notice_dir(instance_id)
+        for stale in notices.glob("*.json") if notices.exists() else []:
+            stale.unlink()  # a notice belongs to one run of the instance
+        imds = InstanceMetadata(instance_id, notices, self.source.lifecycle(instance_id)).start()
+        self.metadata[instance_id] = imds
+        return {"HYBRID_IMDS_ENDPOINT": imds.url}
+
+    def spot_notices(self, instances: dict[str, str]) -> None:
+        """End the metadata service of ended nodes; reclaim instances whose notice time has passed."""
+        for instance_id in [i for i in self.metadata if i not in self.nodes]:
+            self.metadata.pop(instance_id).stop()
+        for instance_id, imds in self.metadata.items():
+            action = reclaim_due(imds.notice_dir)
+            if not action or instances.get(instance_id) != "running" or instance_id in self.reclaimed:
+                continue
+            try:
+                self.source.reclaim(instance_id, action)
+            except Exception as e:  # the endpoint is down: the next look tries again
+                log.warning("reclaiming %s failed: %s", instance_id, e)
+                self.errors += 1
+                continue
+            self.reclaimed[instance_id] = time.time()
+            log.info("instance %s reclaimed (%s) at its spot interruption notice's time", instance_id, action)
 
     def power_dir(self, instance_id: str) -> Path:
         """Where the node's `poweroff` stand-in lives and leaves its mark."""
@@ -339,6 +403,7 @@ class NodeRunner:
             give_home_to_node_account(state_dir, script)
         env = self.node_env(port, power_dir)
         env["HYBRID_NODE_STATE_DIR"] = str(state_dir)
+        env.update(self.start_metadata(instance_id))
         proc = ManagedProcess(f"node-{instance_id}", ["bash", path], log_dir=self.workdir, env=env, cwd=home)
         proc.start()
         proc.log_path.chmod(0o600)
@@ -352,6 +417,7 @@ class NodeRunner:
             "nodes": {i: {"pid": p.proc.pid, "port": port} for i, (p, port) in self.nodes.items()},
             "finished": self.finished,
             "errors": self.errors,
+            "reclaimed": self.reclaimed,
             "time": time.time(),
         }
         tmp = self.status_file.with_suffix(".tmp")
@@ -369,6 +435,9 @@ class NodeRunner:
     def stop_all(self) -> None:
         stop_together([proc for proc, _ in self.nodes.values()], timeout=5)
         self.nodes.clear()
+        for imds in self.metadata.values():
+            imds.stop()
+        self.metadata.clear()
 
 
 class NodeRunnerProcess(ManagedProcess):
@@ -389,6 +458,15 @@ class NodeRunnerProcess(ManagedProcess):
 
     def status(self) -> dict:
         return json.loads(self.status_path.read_text())
+
+    def spot_interruption(self, instance_id: str, in_seconds: float = 120, action: str = "terminate") -> dict:
+        """AWS's two-minute warning (or a shorter one): the node's IMDS shows it at once, and
+        the runner reclaims the instance when its time has come. Returns the notice."""
+        return post_interruption(self.workdir / "imds" / instance_id, moment_in(in_seconds), action)
+
+    def rebalance_recommendation(self, instance_id: str) -> dict:
+        """AWS's rebalance recommendation for the instance: its IMDS shows it at once."""
+        return post_rebalance(self.workdir / "imds" / instance_id)
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ import importlib
 FEATURE_MODULES = (
     "voila_publisher.sync.handlers",
     "voila_publisher.publish.handlers",
+    "voila_publisher.notices.handlers",
 )
 
 

@@ -1,5 +1,5 @@
 """The hub endpoints a node calls: redeem its credential, report its restore progress and its
-port, refresh its bucket credentials.
+port, refresh its bucket credentials, report a spot interruption notice.
 
 Registration: :func:`register_hub_handlers` appends the handlers to
 ``jupyterhub.handlers.default_handlers`` (the hub prefixes them with ``/hub``), the same way
@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 
-from hybrid_spawner.bootstrap import refresh
+from hybrid_spawner.bootstrap import interruption, refresh
 from hybrid_spawner.bootstrap.credentials import CredentialRejected, registry
 
 BOOTSTRAP_PATH = "/api/hybrid/bootstrap"
 PORT_PATH = "/api/hybrid/port"
 REFRESH_PATH = "/api/hybrid/bucket-credentials"
 PROGRESS_PATH = "/api/hybrid/progress"
+INTERRUPTION_PATH = "/api/hybrid/interruption"
 
 
 # -- hub handlers -------------------------------------------------------------------------
@@ -108,11 +109,29 @@ def _make_handlers():
             self.set_header("Cache-Control", "no-store")
             self.write(json.dumps(answer))
 
+    class InterruptionHandler(_NodeHandler):
+        """A spot node's interruption notice (bootstrap/spot_watch.py), for the notice secret it
+        got at redemption: the hub records why the server is about to end (interruption.py)."""
+
+        async def post(self):
+            body = self._body()
+            try:
+                label, notice = interruption.registry.report(body.get("secret"), body.get("notice"))
+            except CredentialRejected as e:
+                self._refuse("interruption notice", e)
+            except ValueError as e:
+                self.log.warning("hybrid bootstrap: invalid interruption notice from %s", self.request.remote_ip)
+                raise web.HTTPError(400, str(e)) from None
+            self.log.info("hybrid bootstrap: %s reported a spot interruption at %s (sync: %s)",
+                          label, notice["time"], notice["sync"]["state"])
+            self.set_status(204)
+
     return [
         (BOOTSTRAP_PATH, BootstrapHandler),
         (PORT_PATH, PortHandler),
         (PROGRESS_PATH, ProgressHandler),
         (REFRESH_PATH, BucketCredentialsHandler),
+        (INTERRUPTION_PATH, InterruptionHandler),
     ]
 
 

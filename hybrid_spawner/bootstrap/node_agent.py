@@ -7,6 +7,8 @@
 3. Start ``jupyterhub-singleuser`` on this node's address with that environment; the credential
    is removed from the child's environment.
 4. Once the server accepts connections, report its port to the hub with the report secret.
+   On a spot instance (``spot_watch`` in the answer) watch the instance metadata for AWS's
+   interruption notice from then on (spot_watch.py: final sync, the researcher and the hub told).
 5. Stay in the foreground forwarding SIGTERM/SIGINT, and exit with the server's status.
 
 Bucket credentials (when the hub has an issuer, docs/security.md): the redemption carries the
@@ -20,7 +22,8 @@ Node-local settings (environment of the boot script, never sent by the hub):
 a free one when that is 0), ``HYBRID_NODE_EXTRA_ARGS`` (appended to the command, e.g.
 ``--allow-root`` where nodes run as root), ``HYBRID_NODE_READY_TIMEOUT`` (seconds, default 300),
 ``HYBRID_NODE_CREDENTIALS_DIR`` (where the credentials file goes; default a new private
-temporary directory).
+temporary directory), ``HYBRID_IMDS_ENDPOINT`` (the instance metadata service the spot watch
+asks; default http://169.254.169.254).
 Only the standard library is used, so the agent runs on any Python 3.9+ of the node image (docs/node-image.md).
 """
 
@@ -247,6 +250,8 @@ def main() -> int:
     if config.get("skeleton"):  # after the restore: the researcher's synced files win
         copy_starter_files(config["skeleton"])
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    if config.get("spot_watch"):  # the server tells JupyterLab to listen for the notices
+        env["HYBRID_NOTICES_WATCHED"] = "1"
     env["JUPYTERHUB_SERVICE_URL"] = f"http://{bind_ip}:{port}{prefix}"
     command = list(config["command"]) + shlex.split(os.environ.get("HYBRID_NODE_EXTRA_ARGS", ""))
     log(f"starting {command[0]} on {bind_ip}:{port}")
@@ -271,9 +276,33 @@ def main() -> int:
         _drop_credentials(refresher)
         return 1
     log(f"reported port {port} to the hub")
+    watcher = start_spot_watch(config, env, f"http://{probe_host}:{port}{prefix}", bootstrap_url)
     status = child.wait()
+    if watcher is not None:
+        watcher.stopped.set()
     _drop_credentials(refresher)
     return status
+
+
+def start_spot_watch(config: dict, env: dict, server_url: str, bootstrap_url: str):
+    """On a spot server, the watch for AWS's interruption notice (spot_watch.py); else None."""
+    spec = config.get("spot_watch")
+    if not isinstance(spec, dict) or not spec.get("secret"):
+        return None
+    from hybrid_spawner.bootstrap.spot_watch import DEFAULT_IMDS, IMDSClient, SpotWatcher
+
+    watcher = SpotWatcher(
+        IMDSClient(os.environ.get("HYBRID_IMDS_ENDPOINT") or DEFAULT_IMDS),
+        server_url,
+        env.get("JUPYTERHUB_API_TOKEN", ""),
+        bootstrap_url.rsplit("/", 1)[0] + "/interruption",
+        spec["secret"],
+        interval=float(spec.get("interval") or 2.0),
+        log=log,
+    )
+    watcher.start()
+    log(f"watching the instance metadata for spot notices every {watcher.interval:g}s")
+    return watcher
 
 
 def copy_starter_files(spec: dict) -> None:

@@ -30,6 +30,7 @@ NODE_ENTRY_POINTS = (
     "voila_publisher/extension.py",
     "voila_publisher/sync/handlers.py",
     "voila_publisher/publish/handlers.py",
+    "voila_publisher/notices/handlers.py",
     "voila_publisher/sync/cli.py",
 )
 TYPE_NAMES = {"int", "str", "bytes", "float", "bool", "dict", "list", "tuple", "set", "frozenset", "type", "object"}

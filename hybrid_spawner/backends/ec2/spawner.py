@@ -91,6 +91,16 @@ class EC2Spawner(EC2HomeVolume, RemoteSpawner):
         type), "next-type" (spot for every instance type first, then on-demand) or "none"
         (spot only: the spawn fails, or a burst chain moves on).""",
     )
+    spot_notice_interval = Float(
+        2.0,
+        config=True,
+        help="""Seconds between two looks of a spot server's node at its instance metadata
+        (IMDSv2) for AWS's interruption notice and rebalance recommendation. On the notice the
+        node syncs the home to the bucket at once, JupyterLab tells the researcher when the
+        server ends, and the hub records why (the next spawn says so). AWS gives two minutes;
+        the look itself is a local HTTP request. 0 turns the watch off. On-demand servers are
+        never watched.""",
+    )
     stop_action = Enum(
         ["terminate", "stop"],
         default_value="terminate",
@@ -393,6 +403,11 @@ class EC2Spawner(EC2HomeVolume, RemoteSpawner):
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
                 raise
+
+    def interruption_watch(self) -> dict | None:
+        if self.launched_market == plan.SPOT and self.spot_notice_interval > 0:
+            return {"interval": self.spot_notice_interval}
+        return None
 
     # ------------------------------------------------------------------ stop and resume
     def _stoppable(self) -> bool:
