@@ -62,19 +62,17 @@ def test_a_reclaimed_spot_server_syncs_tells_and_is_explained_at_the_next_spawn(
     write_files(stack.home(instance_id), FILES)  # never synced: only the notice's sync can save them
     assert stack.bucket_keys(user) == set()
 
-    notice = stack.runner.spot_interruption(instance_id, in_seconds=25)
-    posted = time.time()
+    notice = stack.runner.spot_interruption(instance_id, in_seconds=15)
 
     # The node synced the whole home, and the researcher's server holds the notice.
     wait_until(lambda: stack.bucket_keys(user) >= set(FILES), 20, "the home in the bucket")
     assert all(stack.bucket_file(user, rel) == data for rel, data in FILES.items())
     wait_until(lambda: (notices(stack, user)["interruption"] or {}).get("sync", {}).get("state") == "done", 20,
                "the server to hold the synced notice")
-    told = time.time() - posted
+    # How fast is measured by benchmarks/bench_spot_notice.py, not asserted here.
     said = notices(stack, user)["interruption"]
     assert (said["action"], said["time"]) == ("terminate", notice["time"])
     assert said["sync"]["files"] == len(FILES) and said["sync"]["uploaded"] == len(FILES)
-    assert told < 10, f"synced and told after {told:.1f} s"
 
     # The hub recorded the reason in the server's state before the instance went.
     state = hub.server_model(user)["state"]["child_state"]
@@ -105,7 +103,7 @@ def test_the_reason_survives_a_hub_restart_before_the_reclaim(stack):
     hub, user = stack.hub, "ben"
     spawn(stack, user, "spot")
     instance_id = stack.running_instance(user)["InstanceId"]
-    notice = stack.runner.spot_interruption(instance_id, in_seconds=30)
+    notice = stack.runner.spot_interruption(instance_id, in_seconds=15)
     wait_until(lambda: (hub.server_model(user)["state"]["child_state"].get("interruption_notice") or {})
                .get("sync", {}).get("state") == "done", 30, "the hub to record the notice")
     hub.restart()
