@@ -146,7 +146,8 @@ class Reconciler(LoggingConfigurable):
         return report
 
     async def _held_nodes(self) -> set[tuple[str, str]]:
-        """Nodes under an open incident: quarantined evidence, which no pass may end."""
+        """Nodes of incidents: quarantined evidence, which no pass may end (also after a release
+        that kept the node: ending it is the admin's call, through release or purge)."""
         from hybrid_spawner.incidents.store import IncidentStore
 
         try:
@@ -154,7 +155,7 @@ class Reconciler(LoggingConfigurable):
         except Exception as e:  # unreadable: hold nothing back, but say so (stopped orphans wait for it)
             self.log.error("reconcile: cannot read the incident store: %s", e)
             return set()
-        return {(i.get("backend", ""), i.get("node_id", "")) for i in incidents if not i.get("released")}
+        return {(i.get("backend", ""), i.get("node_id", "")) for i in incidents}
 
     async def _archive_homes(self) -> dict[str, list]:
         """Backends that archive unused homes (EC2: home_volume_archive_after) do it now."""
