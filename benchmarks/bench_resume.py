@@ -34,16 +34,10 @@ from simulators.ec2sim import REGION, hub_config, make_network  # noqa: E402
 from simulators.hub import LocalHub  # noqa: E402
 from simulators.moto import MOTO_CREDENTIALS, MotoServer  # noqa: E402
 from simulators.noderunner import NodeRunnerProcess  # noqa: E402
-from simulators.seaweedfs import ADMIN_CREDENTIALS, NODE_DATA_ROLE_ARN, SeaweedS3  # noqa: E402
+from simulators.seaweedfs import SeaweedS3, hub_sts_settings  # noqa: E402
 
 GOAL = 0.7
 CONFIG = """
-c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.STSIssuer"
-c.STSIssuer.bucket = {bucket!r}
-c.STSIssuer.endpoint_url = {url!r}
-c.STSIssuer.sts_endpoint_url = {url!r}
-c.STSIssuer.role_arn = {role!r}
-c.STSIssuer.profile = "hub-sts"
 c.EC2Spawner.restore_on_start = True
 c.EC2Spawner.restore_timeout = 300
 c.EC2Spawner.notebook_dir = ""  # the instance's own disk, as on EC2
@@ -92,18 +86,13 @@ def main(argv=None) -> int:
         for user in ("fresh", "resumer"):
             for i in range(n_files):
                 admin.put_object(Bucket=bucket, Key=f"users/{user}/data/f{i // 50:02d}/n{i:04d}.ipynb", Body=body)
-        shared = work / "hub-aws-credentials"
-        shared.write_text("[hub-sts]\n"
-                          f"aws_access_key_id = {ADMIN_CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
-                          f"aws_secret_access_key = {ADMIN_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n")
-        shared.chmod(0o600)
+        sts_config, sts_env = hub_sts_settings(store, bucket, work)
         hub_id = f"bench-{secrets.token_hex(3)}"
-        config = hub_config(moto.url, make_network(moto.url), hub_id, start_timeout=300, refresh=1) + CONFIG.format(
-            bucket=bucket, url=store.url, role=NODE_DATA_ROLE_ARN)
+        config = hub_config(moto.url, make_network(moto.url), hub_id, start_timeout=300, refresh=1) + CONFIG + sts_config
         runner = NodeRunnerProcess(work / "nodes", hub_id=hub_id, endpoint_url=moto.url, region=REGION, interval=0.1)
         runner.env.update(MOTO_CREDENTIALS)
         runner.start()
-        hub = LocalHub(work / "hub", config, env={**MOTO_CREDENTIALS, "AWS_SHARED_CREDENTIALS_FILE": str(shared)}).start()
+        hub = LocalHub(work / "hub", config, env={**MOTO_CREDENTIALS, **sts_env}).start()
         for user in ("fresh", "resumer"):  # warm-up: first imports; the resumer's instance gets its home
             hub.ensure_user(user)
             time_start(hub, user)

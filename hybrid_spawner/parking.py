@@ -15,15 +15,13 @@ import time
 NODE_ID = "node_id"
 STOPPED_AT = "stopped_at"
 EXPIRES_AT = "expires_at"
-DESCRIPTION = "description"
 
 
-def parked_record(node_id: str, description: str, max_age: float, now: float | None = None) -> dict:
+def parked_record(node_id: str, max_age: float, now: float | None = None) -> dict:
     """The state kept for a node stopped at ``now`` that may wait ``max_age`` seconds (0: forever)."""
     now = time.time() if now is None else now
     return {
         NODE_ID: node_id,
-        DESCRIPTION: description,
         STOPPED_AT: now,
         EXPIRES_AT: now + max_age if max_age > 0 else None,
     }

@@ -657,14 +657,13 @@ class RemoteSpawner(Spawner):
     async def _park(self, node_id: str) -> bool:
         """Stop ``node_id`` with its disks and remember it for the next start, if this backend
         does that (``park_node``). False: it was not stopped (the caller terminates it)."""
-        description = self.describe_node()
         try:
             parked = await self.park_node(node_id)
         except Exception as e:
             self.log.warning("%s: stopping %s failed (%s); terminating it instead", self._log_name, node_id, e)
             return False
         if parked:
-            self.parked_node = parking.parked_record(node_id, description, self.stopped_max_age)
+            self.parked_node = parking.parked_record(node_id, self.stopped_max_age)
             if self._resume_hash:
                 self.parked_node["resume_hash"] = self._resume_hash
             self.log.info("%s: stopped %s with its disks for the next start", self._log_name, node_id)
@@ -753,7 +752,7 @@ class RemoteSpawner(Spawner):
         if seen.state is not NodeState.GONE:
             return None
         if self.parks_when_gone(seen):
-            self.parked_node = parking.parked_record(self.node_id, self.describe_node(), self.stopped_max_age)
+            self.parked_node = parking.parked_record(self.node_id, self.stopped_max_age)
             if self._resume_hash:
                 self.parked_node["resume_hash"] = self._resume_hash
             self.last_stop_message = (f"{self.describe_node()} stopped ({seen.detail}); its disk is kept "

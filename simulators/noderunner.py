@@ -168,7 +168,8 @@ class EC2InstanceSource(InstanceSource):
         mine = [{"Name": f"tag:{TAG_HUB}", "Values": [self.hub_id]}]
         snapshots_dir = volumes_dir.parent / "snapshots"
         volumes = self.client.describe_volumes(Filters=mine)["Volumes"]
-        for snap in self.client.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]:
+        snapshots = self.client.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]
+        for snap in snapshots:
             copy, source = snapshots_dir / snap["SnapshotId"], volumes_dir / snap["VolumeId"]
             if not copy.exists() and source.exists():  # the volume's blocks at snapshot time
                 shutil.copytree(source, copy, symlinks=True)
@@ -185,7 +186,7 @@ class EC2InstanceSource(InstanceSource):
         for directory in list(volumes_dir.iterdir()) if volumes_dir.exists() else []:
             if directory.name.startswith("vol-") and directory.name not in existing:
                 shutil.rmtree(directory, ignore_errors=True)  # a deleted EBS volume is gone
-        live = {s["SnapshotId"] for s in self.client.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]}
+        live = {s["SnapshotId"] for s in snapshots}
         for directory in list(snapshots_dir.iterdir()) if snapshots_dir.exists() else []:
             if directory.name not in live:
                 shutil.rmtree(directory, ignore_errors=True)

@@ -190,3 +190,25 @@ class SeaweedS3(ManagedProcess):
     def stop(self, timeout: float = 3.0) -> None:
         # weed takes ~10 s to drain on SIGTERM; its data is disposable here, so do not wait long.
         super().stop(timeout)
+
+
+def hub_sts_settings(store: "SeaweedS3", bucket: str, directory) -> tuple[str, dict]:
+    """What a test hub needs to hand out per-user STS credentials for ``bucket`` on ``store``:
+    its config lines (STSIssuer on the node-data role) and its environment (a 0600 shared
+    credentials file with the admin keys under the profile "hub-sts", as an instance profile
+    would give them on AWS)."""
+    shared = Path(directory) / "hub-aws-credentials"
+    shared.write_text("[hub-sts]\n"
+                      f"aws_access_key_id = {ADMIN_CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
+                      f"aws_secret_access_key = {ADMIN_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n")
+    shared.chmod(0o600)
+    config = f"""
+c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.STSIssuer"
+c.STSIssuer.bucket = {bucket!r}
+c.STSIssuer.endpoint_url = {store.url!r}
+c.STSIssuer.sts_endpoint_url = {store.url!r}
+c.STSIssuer.role_arn = {NODE_DATA_ROLE_ARN!r}
+c.STSIssuer.duration = 900
+c.STSIssuer.profile = "hub-sts"
+"""
+    return config, {"AWS_SHARED_CREDENTIALS_FILE": str(shared)}

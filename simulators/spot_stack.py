@@ -9,7 +9,6 @@ notice test and benchmark share.
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from pathlib import Path
@@ -19,25 +18,18 @@ from simulators.ec2sim import REGION, aws_client, hub_config, make_network
 from simulators.hub import LocalHub
 from simulators.moto import MOTO_CREDENTIALS
 from simulators.noderunner import NodeRunnerProcess
-from simulators.seaweedfs import ADMIN_CREDENTIALS, NODE_DATA_ROLE_ARN, SeaweedS3
+from simulators.seaweedfs import SeaweedS3, hub_sts_settings
 
 CONFIG = """
 c.JupyterHub.spawner_class = "hybrid"
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.HybridSpawner.poll_interval = 1
 c.HybridSpawner.profiles = [
-    {{"slug": "spot", "display_name": "Spot VM", "backend": "ec2", "default": True,
-      "overrides": {{"spot": True, "restore_on_start": True}}}},
-    {{"slug": "on-demand", "display_name": "On-demand VM", "backend": "ec2",
-      "overrides": {{"restore_on_start": True}}}},
+    {"slug": "spot", "display_name": "Spot VM", "backend": "ec2", "default": True,
+      "overrides": {"spot": True, "restore_on_start": True}},
+    {"slug": "on-demand", "display_name": "On-demand VM", "backend": "ec2",
+      "overrides": {"restore_on_start": True}},
 ]
-c.RemoteSpawner.bucket_credentials_issuer = "hybrid_spawner.bucket_credentials.STSIssuer"
-c.STSIssuer.bucket = {bucket!r}
-c.STSIssuer.endpoint_url = {url!r}
-c.STSIssuer.sts_endpoint_url = {url!r}
-c.STSIssuer.role_arn = {role!r}
-c.STSIssuer.duration = 900
-c.STSIssuer.profile = "hub-sts"
 """
 
 
@@ -65,22 +57,13 @@ class SpotStack:
         self.store = SeaweedS3(self.dir / "s3", sts=True)
         self.store.start()
         self.bucket = self.store.create_bucket(f"spot-{uuid.uuid4().hex[:10]}")
-        shared = self.dir / "hub-aws-credentials"
-        shared.write_text(
-            "[hub-sts]\n"
-            f"aws_access_key_id = {ADMIN_CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
-            f"aws_secret_access_key = {ADMIN_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n"
-        )
-        os.chmod(shared, 0o600)
+        sts_config, sts_env = hub_sts_settings(self.store, self.bucket, self.dir)
         net = make_network(self.moto_url)
-        config = hub_config(self.moto_url, net, self.hub_id, refresh=1) + CONFIG.format(
-            bucket=self.bucket, url=self.store.url, role=NODE_DATA_ROLE_ARN
-        ) + self.extra_config
+        config = hub_config(self.moto_url, net, self.hub_id, refresh=1) + CONFIG + sts_config + self.extra_config
         self.runner = NodeRunnerProcess(self.dir / "nodes", hub_id=self.hub_id, endpoint_url=self.moto_url, region=REGION)
         self.runner.env.update(MOTO_CREDENTIALS)
         self.runner.start()
-        self.hub = LocalHub(self.dir / "hub", config,
-                            env={**MOTO_CREDENTIALS, "AWS_SHARED_CREDENTIALS_FILE": str(shared)})
+        self.hub = LocalHub(self.dir / "hub", config, env={**MOTO_CREDENTIALS, **sts_env})
         self.hub.start()
 
     def stop(self) -> None:

@@ -10,18 +10,16 @@ everything on a real cloud.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from simulators.demo_stack import DemoStack
 from simulators.processes import wait_until
+from tests.fixtures.contents import call
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +34,6 @@ def demo():
     finally:
         stack.stop()
         subprocess.run(["rm", "-rf", str(directory)], check=False)
-
-
-def call(url: str, token: str, method: str = "GET", body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Authorization": f"token {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            raw = answer.read()
-            return answer.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
 
 
 def start(hub, user: str, profile: str) -> tuple[str, str]:

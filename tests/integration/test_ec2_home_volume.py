@@ -6,13 +6,10 @@ when the admin says so."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 
 from simulators.processes import wait_until
+from tests.fixtures.contents import contents
 from tests.fixtures.ec2 import start_ec2_world, stop_ec2_world
 
 pytestmark = pytest.mark.integration
@@ -95,18 +92,6 @@ def homes_of(w, user: str) -> list[dict]:
     return [v for v in reply["Volumes"] if v["State"] != "deleted"]
 
 
-def contents(w, user: str, path: str, text: str | None = None):
-    data = None if text is None else json.dumps({"type": "file", "format": "text", "content": text}).encode()
-    request = urllib.request.Request(f"{w.hub.url}/user/{user}/api/contents/{path}", data=data,
-                                     method="PUT" if text is not None else "GET")
-    request.add_header("Authorization", f"token {w.hub.admin_token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as e:
-        return e.code, None
-
-
 def node_of(w, user: str) -> str:
     return w.hub.server_model(user)["state"]["node_id"]
 
@@ -127,7 +112,7 @@ def test_the_home_volume_keeps_work_across_stops_on_new_instances(world):
     args = (w.runner.workdir / "power" / first / "mount-home.args").read_text().split()
     assert args == ["wait", "/home"]  # the boot script waited for the disk and mounted it
 
-    assert contents(w, user, "thesis.txt", "chapter 1\n")[0] in (200, 201)
+    assert contents(w.hub, user, "thesis.txt", "chapter 1\n")[0] in (200, 201)
     assert (w.volumes_dir / volume["VolumeId"] / "thesis.txt").read_text() == "chapter 1\n"
     w.hub.stop_server(user)
     wait_until(lambda: homes_of(w, user)[0]["State"] == "available", 60, "the home detached at termination")
@@ -139,7 +124,7 @@ def test_the_home_volume_keeps_work_across_stops_on_new_instances(world):
                [e["message"] for e in events])
     second = node_of(w, user)
     assert second != first and [v["VolumeId"] for v in homes_of(w, user)] == [volume["VolumeId"]]
-    status, body = contents(w, user, "thesis.txt")
+    status, body = contents(w.hub, user, "thesis.txt")
     assert status == 200 and body["content"] == "chapter 1\n"
     w.hub.stop_server(user)
 
@@ -149,7 +134,7 @@ def test_a_zone_without_capacity_moves_the_home_there_by_snapshot(world):
     home(w, user)
     assert spawn(w, user)[-1].get("ready")
     [before] = homes_of(w, user)
-    assert contents(w, user, "field.txt", "site 4\n")[0] in (200, 201)
+    assert contents(w.hub, user, "field.txt", "site 4\n")[0] in (200, 201)
     w.hub.stop_server(user)
     wait_until(lambda: homes_of(w, user)[0]["State"] == "available", 60, "detached")
 
@@ -166,7 +151,7 @@ def test_a_zone_without_capacity_moves_the_home_there_by_snapshot(world):
     assert f"Your home volume is now {after['VolumeId']} in {w.zone_b}" in messages
     instance = w.ec2.describe_instances(InstanceIds=[node_of(w, user)])["Reservations"][0]["Instances"][0]
     assert instance["Placement"]["AvailabilityZone"] == w.zone_b
-    status, body = contents(w, user, "field.txt")
+    status, body = contents(w.hub, user, "field.txt")
     assert status == 200 and body["content"] == "site 4\n"  # the work moved with it
     snapshots = w.ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:jupyterhub/owner", "Values": [user]}])
     assert snapshots["Snapshots"] == []  # the move's snapshot is gone once the new volume is there
@@ -242,7 +227,7 @@ def test_a_home_unused_past_its_limit_is_archived_to_a_snapshot_and_restored_at_
     home(w, user)
     assert spawn(w, user)[-1].get("ready")
     [volume] = homes_of(w, user)
-    assert contents(w, user, "draft.txt", "kept in the archive\n")[0] in (200, 201)
+    assert contents(w.hub, user, "draft.txt", "kept in the archive\n")[0] in (200, 201)
     w.hub.stop_server(user)
     wait_until(lambda: homes_of(w, user)[0]["State"] == "available", 60, "detached")
     tags = {t["Key"]: t["Value"] for t in homes_of(w, user)[0]["Tags"]}
@@ -259,7 +244,7 @@ def test_a_home_unused_past_its_limit_is_archived_to_a_snapshot_and_restored_at_
     events = spawn(w, user)
     assert events[-1].get("ready"), events
     assert f"Restoring your home volume from its snapshot {snapshot['SnapshotId']}" in [e["message"] for e in events]
-    status, body = contents(w, user, "draft.txt")
+    status, body = contents(w.hub, user, "draft.txt")
     assert status == 200 and body["content"] == "kept in the archive\n"
     assert w.ec2.describe_snapshots(OwnerIds=["self"], Filters=[
         {"Name": "tag:jupyterhub/owner", "Values": [user]}])["Snapshots"] == []  # one copy of the home, not two

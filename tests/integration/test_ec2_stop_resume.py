@@ -12,12 +12,12 @@ import os
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from simulators.processes import wait_until
+from tests.fixtures.bootstrap_calls import post_bootstrap
+from tests.fixtures.contents import contents
 from tests.fixtures.hybrid_ec2 import hybrid_ec2_hub
 from tests.integration.test_node_dies import descendants
 
@@ -55,17 +55,6 @@ def world(moto_server, tmp_path_factory):
         yield w
 
 
-def call(url: str, token: str, method: str = "GET", body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Authorization": f"token {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            raw = answer.read()
-            return answer.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-
-
 def start(w, user: str, profile: str) -> tuple[list[dict], str]:
     """Start ``user``'s server on ``profile``; returns (progress events, the user's token)."""
     w.hub.ensure_user(user)
@@ -91,28 +80,6 @@ def credential_in(w, node_id: str) -> str:
     return re.search(r"HYBRID_BOOTSTRAP_CREDENTIAL='?([A-Za-z0-9_\-]+)", base64.b64decode(value).decode()).group(1)
 
 
-def redeem(w, credential: str) -> int:
-    request = urllib.request.Request(f"{w.hub.url}/hub/api/hybrid/bootstrap", method="POST",
-                                     data=json.dumps({"credential": credential}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def write(w, user: str, token: str, name: str, text: str) -> None:
-    status, body = call(f"{w.hub.url}/user/{user}/api/contents/{name}", token, "PUT",
-                        {"type": "file", "format": "text", "content": text})
-    assert status in (200, 201), body
-
-
-def read(w, user: str, token: str, name: str):
-    status, body = call(f"{w.hub.url}/user/{user}/api/contents/{name}", token)
-    return body["content"] if status == 200 else None
-
-
 def wait_state(w, node_id: str, name: str, timeout: float = 60) -> None:
     wait_until(lambda: instance(w, node_id)["State"]["Name"] == name, timeout, f"{node_id} {name}")
 
@@ -126,7 +93,7 @@ def test_a_stopped_server_resumes_its_instance_with_its_disk_and_a_fresh_credent
     events, token = start(w, user, "cpu")
     node = state(w, user)["child_state"]["node_id"]
     first_credential = credential_in(w, node)
-    write(w, user, token, "notes.txt", "written before the stop\n")
+    assert contents(w.hub, user, "notes.txt", "written before the stop\n", token)[0] in (200, 201)
     disk = w.disks / node
     assert (disk / "notes.txt").exists()  # on the instance's own disk
 
@@ -144,11 +111,11 @@ def test_a_stopped_server_resumes_its_instance_with_its_disk_and_a_fresh_credent
     assert state(w, user)["child_state"]["node_id"] == node
     assert len([i for i in w.ec2.describe_instances(Filters=[
         {"Name": "tag:jupyterhub/owner", "Values": [user]}])["Reservations"]]) == 1  # nothing launched
-    assert read(w, user, token, "notes.txt") == "written before the stop\n"
+    assert contents(w.hub, user, "notes.txt", token=token)[1]["content"] == "written before the stop\n"
     fresh = credential_in(w, node)
     assert fresh != first_credential
-    assert redeem(w, first_credential) == 403  # the launch's credential is spent, never reused
-    assert redeem(w, fresh) == 403  # and the fresh one was single-use too
+    assert post_bootstrap(w.hub, {"credential": first_credential}) == 403  # the launch's credential is spent, never reused
+    assert post_bootstrap(w.hub, {"credential": fresh}) == 403  # and the fresh one was single-use too
     stop(w, user)
     wait_state(w, node, "stopped")
 
@@ -160,7 +127,7 @@ def test_a_hub_restart_while_stopped_keeps_the_instance_for_the_next_start(world
     assert instance(w, node)["State"]["Name"] == "stopped"
     events, token = start(w, user, "cpu")
     assert state(w, user)["child_state"]["node_id"] == node
-    assert read(w, user, token, "notes.txt") == "written before the stop\n"
+    assert contents(w.hub, user, "notes.txt", token=token)[1]["content"] == "written before the stop\n"
     stop(w, user)
     wait_state(w, node, "stopped")
 

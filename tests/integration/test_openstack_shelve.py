@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 
 from simulators.openstack.stack import HUB_CONFIG, openstack_stack, spawn_and_follow
 from simulators.processes import wait_until
+from tests.fixtures.bootstrap_calls import post_bootstrap
+from tests.fixtures.contents import contents
 
 pytestmark = pytest.mark.integration
 
@@ -33,31 +33,9 @@ def stack(openstack_fake, tmp_path_factory):
     openstack_fake.reset()
 
 
-def contents(hub, user: str, path: str, text: str | None = None):
-    data = None if text is None else json.dumps({"type": "file", "format": "text", "content": text}).encode()
-    request = urllib.request.Request(f"{hub.url}/user/{user}/api/contents/{path}", data=data,
-                                     method="PUT" if text is not None else "GET")
-    request.add_header("Authorization", f"token {hub.admin_token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as e:
-        return e.code, None
-
-
 def server_of(fake, user: str) -> dict:
     [server] = [s for s in fake.servers() if (s.get("metadata") or {}).get("hybrid-owner") == user]
     return server
-
-
-def post(hub, body: dict) -> int:
-    request = urllib.request.Request(f"{hub.url}/hub/api/hybrid/bootstrap", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def resume_key(stack, server_id: str) -> str:
@@ -91,11 +69,11 @@ def test_a_stop_shelves_the_server_and_the_next_start_unshelves_it_with_a_fresh_
 
     second_key = resume_key(stack, server["id"])
     assert second_key != first_key  # a new key at each resume
-    assert post(hub, {"resume_key": first_key}) == 403  # the old one opens nothing
-    assert post(hub, {"resume_key": second_key}) == 403  # nor the new one: nothing is armed now
+    assert post_bootstrap(hub, {"resume_key": first_key}) == 403  # the old one opens nothing
+    assert post_bootstrap(hub, {"resume_key": second_key}) == 403  # nor the new one: nothing is armed now
     user_data = base64.b64decode(server_of(fake, user)["user_data"]).decode()
     credential = re.search(r"HYBRID_BOOTSTRAP_CREDENTIAL='?([A-Za-z0-9_\-]+)", user_data).group(1)
-    assert post(hub, {"credential": credential}) == 403  # the user-data's credential stays spent
+    assert post_bootstrap(hub, {"credential": credential}) == 403  # the user-data's credential stays spent
 
 
 def test_a_hub_restart_while_shelved_keeps_the_server_for_the_next_start(stack):

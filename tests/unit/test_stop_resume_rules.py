@@ -15,10 +15,10 @@ from hybrid_spawner.spawner import valid_parked_nodes
 
 
 def test_a_parked_record_expires_after_its_max_age_and_zero_means_never():
-    record = parking.parked_record("i-1", "instance i-1 (t3.micro)", 3600, now=1000.0)
-    assert record == {"node_id": "i-1", "description": "instance i-1 (t3.micro)", "stopped_at": 1000.0, "expires_at": 4600.0}
+    record = parking.parked_record("i-1", 3600, now=1000.0)
+    assert record == {"node_id": "i-1", "stopped_at": 1000.0, "expires_at": 4600.0}
     assert not parking.is_expired(record, 4599.9) and parking.is_expired(record, 4600.0)
-    forever = parking.parked_record("i-2", "", 0, now=1000.0)
+    forever = parking.parked_record("i-2", 0, now=1000.0)
     assert forever["expires_at"] is None and not parking.is_expired(forever, 1e12)
 
 

@@ -59,6 +59,7 @@ class EC2HomeVolume:
     # ------------------------------------------------------------------ launch
     async def _launch_with_home(self, spec: plan.LaunchSpec) -> str:
         zones = await self._subnet_zones()
+        last: BackendFull | None = None
         async with self._home_lock():
             volume = await self._home_volume(zones)
             for zone in rules.zone_order(volume["AvailabilityZone"], list(self.subnet_ids), zones):
@@ -73,9 +74,8 @@ class EC2HomeVolume:
                     self.emit(17, f"No capacity in {zone} for your server and its home volume")
                     continue
                 self.home_volume_id = volume["VolumeId"]
-                self._home_zone = zone
                 return instance_id
-            raise last
+            raise last or SpawnFailed("Could not start the server: no zone of subnet_ids to launch in.")
 
     async def _home_volume(self, zones: dict[str, str]) -> dict:
         """The home, available (or attached to nothing that runs): found, restored or created."""
