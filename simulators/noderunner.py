@@ -293,9 +293,9 @@ class NodeRunner:
             if not proc.running:
                 self.finished[instance_id] = proc.proc.returncode
                 del self.nodes[instance_id]
-                if (self.power_dir(instance_id) / "powered-off").exists():
-                    # A machine that powered off runs nothing: a server the killed agent left
-                    # behind in the node's process group ends with it.
+                if instances.get(instance_id) != "running" or (self.power_dir(instance_id) / "powered-off").exists():
+                    # A machine that is off (stopped, terminated, powered off) runs nothing: what
+                    # the node's boot script left in its process group ends with it.
                     proc._signal_group(signal.SIGKILL)
                 if (self.power_dir(instance_id) / "powered-off").exists() and instances.get(instance_id) == "running":
                     log.info("instance %s powered itself off", instance_id)
