@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from simulators import REPO_ROOT
-from simulators.processes import ManagedProcess, as_user, free_port, http_ok
+from simulators.processes import ManagedProcess, ProcessFailed, as_user, free_port, http_ok
 
 NGINX_DIR = REPO_ROOT / "jupyter_config" / "nginx"
 TEMPLATE = "public-host.conf.j2"
@@ -81,24 +81,11 @@ class NginxProcess(ManagedProcess):
         if user:
             shutil.chown(self.dir, user, user)
             os.chmod(self.dir, 0o700)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._chosen_port = port is None  # a port we picked may be taken before nginx binds it
+        self._conf_settings = dict(publisher=f"127.0.0.1:{publisher_port}", voila=f"127.0.0.1:{voila_port}",
+                                   worker_user="root" if os.geteuid() == 0 and not user else "", **settings)
         self.conf_path = self.dir / "nginx.conf"
-        self.conf_path.write_text(
-            render_public_host_conf(
-                standalone=True,
-                prefix=self.dir,
-                listen=f"127.0.0.1:{self.port}",
-                server_name="localhost",
-                publisher=f"127.0.0.1:{publisher_port}",
-                voila=f"127.0.0.1:{voila_port}",
-                worker_user="root" if os.geteuid() == 0 and not user else "",
-                **settings,
-            )
-        )
-        if user:
-            shutil.chown(self.conf_path, user, user)
-        self.check_config()
+        self._write_conf(port or free_port())
         super().__init__(
             "nginx",
             as_user(user, [nginx_binary(), "-c", self.conf_path, "-p", f"{self.dir}/", "-e", self.dir / "error.log", "-g", "daemon off;"]),
@@ -106,6 +93,29 @@ class NginxProcess(ManagedProcess):
             ready=http_ok(f"{self.url}/no-such-page", accept=(404,)),
             ready_timeout=20,
         )
+
+    def _write_conf(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.conf_path.write_text(render_public_host_conf(
+            standalone=True, prefix=self.dir, listen=f"127.0.0.1:{port}", server_name="localhost",
+            **self._conf_settings))
+        if self.user:
+            shutil.chown(self.conf_path, self.user, self.user)
+        self.check_config()
+
+    def start(self) -> "NginxProcess":
+        """Start; when another process took the port we picked between picking and binding
+        (parallel test workers), pick again, twice at most. A port the caller gave is kept."""
+        for attempt in range(3):
+            try:
+                return super().start()
+            except ProcessFailed as e:
+                if not self._chosen_port or "Address already in use" not in str(e) or attempt == 2:
+                    raise
+            self._write_conf(free_port())
+            self.ready = http_ok(f"{self.url}/no-such-page", accept=(404,))
+        raise AssertionError("unreachable")
 
     def check_config(self) -> None:
         """``nginx -t`` on the rendered file, so a template mistake fails with nginx's words."""
